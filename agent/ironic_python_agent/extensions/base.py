@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Command extensions: decorators, results, the registry and the executor.
+
+A command is a method of a :class:`BaseAgentExtension` subclass marked with
+:func:`sync_command` (runs inside the request) or :func:`async_command` (runs
+in a worker thread; the request answers RUNNING at once). The names and
+behaviour match upstream's ``extensions/base.py`` so third-party extensions
+load unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import functools
+import importlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ironic_python_agent import errors
+
+LOG = logging.getLogger(__name__)
+
+# Built-in extensions, imported lazily by name; third-party ones come from the
+# entry-point group below and may replace a built-in of the same name.
+BUILTIN_EXTENSIONS = {
+    name: f"ironic_python_agent.extensions.{name}"
+    for name in ("clean", "deploy", "image", "log", "poll", "rescue", "service",
+                 "standby", "system")
+}
+ENTRY_POINT_GROUP = "ironic_python_agent.extensions"
+
+
+class AgentCommandStatus(str, enum.Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    # Kept as the text Ironic has always matched, whatever the step type.
+    VERSION_MISMATCH = "CLEAN_VERSION_MISMATCH"
+    CLEAN_VERSION_MISMATCH = "CLEAN_VERSION_MISMATCH"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def error_to_dict(exc: BaseException) -> dict[str, Any]:
+    """The wire form of any exception: agent errors as they are, others wrapped."""
+    if isinstance(exc, errors.RESTError):
+        return exc.serialize()
+    if isinstance(exc, TypeError):
+        # Ironic looks for type == "TypeError" to detect unsupported arguments.
+        return {"type": "TypeError", "code": 400, "message": "Invalid command parameters",
+                "details": str(exc)}
+    return errors.CommandExecutionError(str(exc) or type(exc).__name__).serialize()
+
+
+class BaseCommandResult:
+    """One entry of the command history. Only ``serializable_fields`` go on the wire."""
+
+    serializable_fields = ("id", "command_name", "command_status", "command_error",
+                           "command_result")
+
+    def __init__(self, command_name: str, command_params: dict[str, Any]) -> None:
+        self.id = str(uuid.uuid4())
+        self.command_name = command_name
+        self.command_params = command_params
+        self.command_status = AgentCommandStatus.RUNNING
+        self.command_error: BaseException | None = None
+        self.command_result: Any = None
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "command_name": self.command_name,
+            "command_status": str(self.command_status.value),
+            "command_error": (None if self.command_error is None
+                              else error_to_dict(self.command_error)),
+            "command_result": self.command_result,
+        }
+
+    def is_done(self) -> bool:
+        return self.command_status != AgentCommandStatus.RUNNING
+
+    def join(self, timeout: float | None = None) -> BaseCommandResult:
+        return self
+
+    def wait(self) -> BaseCommandResult:
+        return self.join()
+
+    def _finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.command_error = error
+            self.command_status = (AgentCommandStatus.VERSION_MISMATCH
+                                   if isinstance(error, errors.VersionMismatch)
+                                   else AgentCommandStatus.FAILED)
+        else:
+            self.command_result = result
+            self.command_status = AgentCommandStatus.SUCCEEDED
+
+
+class SyncCommandResult(BaseCommandResult):
+    def __init__(self, command_name: str, command_params: dict[str, Any],
+                 success: bool, result_or_error: Any) -> None:
+        super().__init__(command_name, command_params)
+        if success:
+            if isinstance(result_or_error, str):
+                result_or_error = {"result": result_or_error}
+            self._finish(result=result_or_error)
+        else:
+            self._finish(error=result_or_error)
+
+
+class AsyncCommandResult(BaseCommandResult):
+    """Runs *execute_method* in a thread named ``agent-command-<id>``."""
+
+    def __init__(self, command_name: str, command_params: dict[str, Any],
+                 execute_method: Callable[..., Any], agent: Any = None) -> None:
+        super().__init__(command_name, command_params)
+        self._execute = execute_method
+        self._agent = agent
+        self._thread = threading.Thread(target=self._run, name=f"agent-command-{self.id}",
+                                        daemon=True)
+
+    def start(self) -> AsyncCommandResult:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> AsyncCommandResult:
+        if self._thread.is_alive() or self._thread.ident is not None:
+            self._thread.join(timeout)
+        return self
+
+    def _run(self) -> None:
+        try:
+            result = self._execute(**self.command_params)
+            if isinstance(result, str):
+                result = {"result": f"{self.command_name}: {result}"}
+            self._finish(result=result)
+        except BaseException as exc:  # noqa: BLE001 - every failure must be reported
+            if not isinstance(exc, errors.RESTError):
+                LOG.exception("Command %s failed", self.command_name)
+            else:
+                LOG.error("Command %s failed: %s", self.command_name, exc)
+            self._finish(error=exc)
+        finally:
+            force = getattr(self._agent, "force_heartbeat", None)
+            if force is not None:
+                force()
+
+
+def sync_command(command_name: str, validator: Callable[..., None] | None = None
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a method as a command that runs inside the request."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(self: Any, **params: Any) -> SyncCommandResult:
+            if validator is not None:
+                validator(self, **params)
+            result = func(self, **params)
+            return SyncCommandResult(command_name, params, True, result)
+
+        wrapper.command_name = command_name  # type: ignore[attr-defined]
+        return wrapper
+
+    return wrap
+
+
+def async_command(command_name: str, validator: Callable[..., None] | None = None
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a method as a command that runs in a worker thread.
+
+    The validator runs synchronously, so bad parameters are a 400 answer.
+    """
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(self: Any, **params: Any) -> AsyncCommandResult:
+            if validator is not None:
+                validator(self, **params)
+            bound = functools.partial(func, self)
+            return AsyncCommandResult(command_name, params, bound,
+                                      agent=getattr(self, "agent", None)).start()
+
+        wrapper.command_name = command_name  # type: ignore[attr-defined]
+        return wrapper
+
+    return wrap
+
+
+class BaseAgentExtension:
+    """A command namespace. Commands are found by their ``command_name`` mark."""
+
+    def __init__(self, agent: Any = None) -> None:
+        self.agent = agent
+        self.command_map: dict[str, Callable[..., BaseCommandResult]] = {}
+        for attr in dir(type(self)):
+            method = getattr(self, attr, None)
+            name = getattr(method, "command_name", None)
+            if name is not None and callable(method):
+                self.command_map[name] = method
+
+    def execute(self, command_name: str, **kwargs: Any) -> BaseCommandResult:
+        cmd = self.command_map.get(command_name)
+        if cmd is None:
+            raise errors.InvalidCommandError(f"Unknown command: {command_name}")
+        return cmd(**kwargs)
+
+    def check_cmd_presence(self, ext_obj: BaseAgentExtension, ext: str, cmd: str) -> None:
+        if not (hasattr(ext_obj, "execute") and hasattr(ext_obj, "command_map")
+                and cmd in ext_obj.command_map):
+            raise errors.InvalidCommandParamsError(f"Extension {ext} doesn't provide {cmd} method")
+
+
+# --- the registry -----------------------------------------------------------
+
+_EXTENSIONS: dict[str, BaseAgentExtension] | None = None
+
+
+def load_extensions(agent: Any = None) -> dict[str, BaseAgentExtension]:
+    """Instantiate every extension (built-in and from entry points) for *agent*."""
+    from importlib.metadata import entry_points
+
+    factories: dict[str, Callable[..., BaseAgentExtension]] = {}
+    for name, module in BUILTIN_EXTENSIONS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # a namespace not built into this agent
+        factories[name] = getattr(mod, "EXTENSION")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            factories[ep.name] = ep.load()
+        except Exception:  # noqa: BLE001 - one broken plugin must not stop the agent
+            LOG.exception("Cannot load extension %s from %s", ep.name, ep.value)
+    return {name: factory(agent=agent) for name, factory in factories.items()}
+
+
+def init_ext_manager(agent: Any = None) -> dict[str, BaseAgentExtension]:
+    global _EXTENSIONS
+    _EXTENSIONS = load_extensions(agent)
+    return _EXTENSIONS
+
+
+def get_extension(name: str) -> BaseAgentExtension:
+    if _EXTENSIONS is None:
+        raise errors.ExtensionError("Extensions are not loaded yet")
+    try:
+        return _EXTENSIONS[name]
+    except KeyError:
+        raise errors.RequestedObjectNotFoundError("Extension", name) from None
+
+
+def split_command(command_name: str) -> tuple[str, str]:
+    ext, sep, cmd = command_name.partition(".")
+    if not sep or not ext or not cmd:
+        raise errors.InvalidCommandError(
+            "Command name must be of the form <extension>.<name>")
+    return ext, cmd
+
+
+class ExecuteCommandMixin:
+    """The command executor: one command at a time, history kept in order."""
+
+    def __init__(self) -> None:
+        self.command_lock = threading.Lock()
+        self.command_results: collections.OrderedDict[str, BaseCommandResult] = (
+            collections.OrderedDict())
+
+    def get_extension(self, extension_name: str) -> BaseAgentExtension:
+        return get_extension(extension_name)
+
+    def execute_command(self, command_name: str, **kwargs: Any) -> BaseCommandResult:
+        with self.command_lock:
+            ext_name, cmd = split_command(command_name)
+            if self.command_results:
+                last = next(reversed(self.command_results.values()))
+                if not last.is_done():
+                    raise errors.AgentIsBusy(last.command_name)
+            ext = self.get_extension(ext_name)
+            try:
+                result = ext.execute(cmd, **kwargs)
+            except errors.InvalidContentError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported as a FAILED result
+                LOG.error("Command %s failed: %s", command_name, exc)
+                result = SyncCommandResult(command_name, kwargs, False, exc)
+            self.command_results[result.id] = result
+            return result

@@ -64,8 +64,12 @@ cmd_wheel() {
 
 cmd_tinyipa() { exec "$TOP/tinyipa/build-tinyipa" "$@"; }
 cmd_coreos() { exec "$TOP/coreos/build-coreos" "$@"; }
-cmd_iso() { exec "$TOP/iso/build-iso-target" "$@"; }
-cmd_dib() { exec "$TOP/elements/build-dib" "$@"; }
+
+# ISO of the default image (owned by the iso work): iso/iso-image-create does the packing.
+cmd_iso() { die "iso: not built yet"; }
+
+# diskimage-builder ramdisk from elements/ (owned by the dib work).
+cmd_dib() { die "dib: not built yet"; }
 
 cmd_test() {
     need_apt_file "$TOP/tests/apt-packages.txt"
@@ -89,7 +93,7 @@ target=${1:-default}
 [ $# -gt 0 ] && shift
 case "$target" in
     tinyipa|dib|coreos|iso|test|bench|wheel|clean) "cmd_$target" "$@" ;;
-    default) "$TOP/tinyipa/build-tinyipa" "$@" && { [ -x "$TOP/iso/build-iso-target" ] && "$TOP/iso/build-iso-target" || true; } ;;
+    default) (cmd_tinyipa "$@") && cmd_iso ;;
     -h|--help|help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) die "unknown target '$target' (tinyipa, dib, coreos, iso, test, bench, wheel, clean)" ;;
 esac

@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``iso-image-create``: check the inputs, then build the ESP and the ISO."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from vmedia import bootconfig
+from vmedia import esp
+from vmedia import hosttools
+from vmedia import image
+from vmedia import magic
+from vmedia.errors import IsoError
+
+PROG = "iso-image-create"
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pack a kernel + initramfs into an ISO that boots with BIOS (isolinux) "
+                    "and UEFI (GRUB), for Ironic virtual media.",
+        epilog=f"The UEFI GRUB reads {bootconfig.GRUB_CONFIG_PATH} from the ISO: set Ironic's "
+               f"[DEFAULT]grub_config_path to {bootconfig.GRUB_CONFIG_PATH.lstrip('/')} "
+               "(its default) when you use the --esp image as [conductor]bootloader.")
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT.iso", help="the ISO to write")
+    parser.add_argument("-i", "--initrd", type=Path, metavar="INITRD",
+                        help="the initramfs (cpio, or cpio compressed with gzip/xz/zstd/...)")
+    parser.add_argument("-k", "--kernel", type=Path, metavar="KERNEL",
+                        help="the kernel (x86 bzImage)")
+    parser.add_argument("--append", default="", metavar="ARGS",
+                        help="kernel parameters baked into the ISO after boot_method=vmedia, "
+                             "e.g. 'ipa-api-url=http://ironic:6385 ipa-insecure=1'")
+    parser.add_argument("--esp", type=Path, metavar="OUT.img",
+                        help="also (or, without -o, only) write the FAT EFI system partition "
+                             "image, for Ironic's [conductor]bootloader")
+    parser.add_argument("--label", default=image.DEFAULT_LABEL,
+                        help=f"ISO volume label (default {image.DEFAULT_LABEL})")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    args = parser.parse_args(argv)
+    if args.output is None and args.esp is None:
+        parser.error("-o OUT.iso is required (or --esp OUT.img to write only the ESP)")
+    if args.output is not None:
+        missing = [flag for flag, value in (("-i INITRD", args.initrd), ("-k KERNEL", args.kernel))
+                   if value is None]
+        if missing:
+            parser.error(f"-o needs {' and '.join(missing)}")
+    if not _LABEL.fullmatch(args.label):
+        parser.error(f"--label {args.label!r}: use 1-32 letters, digits, '_' or '-'")
+    return args
+
+
+def check_input(path: Path, what: str) -> None:
+    """Raise :class:`IsoError` unless *path* is a readable file that looks like *what*."""
+    flag = {"kernel": "-k", "initrd": "-i"}[what]
+    if not path.exists():
+        raise IsoError(f"{what} {path} ({flag}): no such file")
+    if not path.is_file():
+        raise IsoError(f"{what} {path} ({flag}): not a regular file")
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(magic.HEAD_SIZE)
+    except OSError as exc:
+        raise IsoError(f"{what} {path} ({flag}): cannot read: {exc.strerror}") from None
+    problem = magic.describe_kernel(head) if what == "kernel" else magic.describe_initrd(head)
+    if problem is not None:
+        raise IsoError(f"{what} {path} ({flag}) does not look like a {what}: {problem}")
+
+
+def check_output(path: Path, flag: str) -> None:
+    """Raise :class:`IsoError` unless a file can be written at *path*."""
+    if path.is_dir():
+        raise IsoError(f"output {path} ({flag}) is a directory; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise IsoError(f"output directory {parent} ({flag}) does not exist")
+    if not parent.is_dir():
+        raise IsoError(f"output directory {parent} ({flag}) is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise IsoError(f"output directory {parent} ({flag}) is not writable: "
+                       f"{exc.strerror}") from None
+
+
+def _replace_from(tmp: Path, final: Path) -> None:
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, final)
+
+
+def create(args: argparse.Namespace) -> None:
+    """Check everything first, then write the ESP and/or the ISO."""
+    if args.output is not None:
+        check_input(args.kernel, "kernel")
+        check_input(args.initrd, "initrd")
+        check_output(args.output, "-o")
+    if args.esp is not None:
+        check_output(args.esp, "--esp")
+    kernel_args = tuple(bootconfig.kernel_args(args.append))
+    bootconfig.grub_early_cfg()  # a missing jinja2 shows here, before any work
+    tools = hosttools.find_host_tools(
+        hosttools.ISO_NEEDS if args.output is not None else hosttools.ESP_NEEDS)
+    with tempfile.TemporaryDirectory(prefix="iso-image-create.") as tmp:
+        work = Path(tmp)
+        esp_image = esp.make_esp(work / "efiboot.img", work, tools)
+        if args.esp is not None:
+            partial = args.esp.with_name(f".{args.esp.name}.partial")
+            partial.write_bytes(esp_image.read_bytes())
+            _replace_from(partial, args.esp)
+            logging.info("wrote %s (GRUB reads %s from the boot ISO)", args.esp,
+                         bootconfig.GRUB_CONFIG_PATH)
+        if args.output is None:
+            return
+        spec = image.IsoSpec(kernel=args.kernel, initrd=args.initrd, kernel_args=kernel_args,
+                             label=args.label)
+        tree = work / "tree"
+        image.stage_tree(spec, tree, esp_image, tools)
+        partial = args.output.with_name(f".{args.output.name}.partial")
+        try:
+            image.make_iso(spec, partial, tree, tools)
+            _replace_from(partial, args.output)
+        finally:
+            partial.unlink(missing_ok=True)
+        logging.info("wrote %s (%d MiB, label %s): %s", args.output,
+                     args.output.stat().st_size // 2**20, args.label,
+                     " ".join(bootconfig.quote_for_kernel(a) for a in kernel_args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"{PROG}: %(message)s", stream=sys.stderr)
+    try:
+        create(args)
+    except IsoError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"{PROG}: hint: {exc.hint}", file=sys.stderr)
+        return 1
+    return 0

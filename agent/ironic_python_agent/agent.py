@@ -1,0 +1,376 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The agent: look the node up, serve the API, heartbeat until told to stop.
+
+Start-up is kept short on purpose: hardware managers initialise in a
+background thread while the lookup runs, and only the MACs (read from sysfs)
+are needed to find the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any
+
+from oslo_config import cfg
+
+from ironic_python_agent import config, errors, ironic, net, tls
+from ironic_python_agent.extensions import base
+
+LOG = logging.getLogger(__name__)
+
+RESCUED_MARKER = "/etc/.rescued"
+RUN_DIR = "/run/ironic-python-agent"
+MIN_TOKEN_LENGTH = 32
+FORCED_HEARTBEAT_GAP = 1.0   # seconds between a heartbeat and a forced one
+CONFLICT_RETRY = (1.0, 2.0)  # node locked by the conductor: it will be free soon
+ERROR_RETRY = (5.0, 10.0)    # anything else went wrong
+
+
+class TokenLost(Exception):
+    """Ironic already handed this boot's token out, and this process does not have it."""
+
+
+class Agent(base.ExecuteCommandMixin):
+    """One agent process. Extensions receive it as ``agent``."""
+
+    def __init__(self, conf: cfg.ConfigOpts, params: dict[str, str],
+                 run_dir: str = RUN_DIR) -> None:
+        super().__init__()
+        self.conf = conf
+        self.params = params
+        self.run_dir = run_dir
+        self.started_at: float | None = None
+        self.node: dict[str, Any] | None = None
+        self.heartbeat_timeout: float = 300.0
+        self.command_body_limit: int = conf.command_body_limit
+        self.client: ironic.IronicClient | None = None
+        self.certificate: tls.Certificate | None = None
+        self.callback_url: str | None = None
+        self.lockdown = False
+        self._token: str | None = conf.agent_token or None
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._hardware_ready = threading.Event()
+        self._server: Any = None
+        self._threads: list[threading.Thread] = []
+        self.heartbeats_sent = 0
+        self.last_heartbeat_error: str | None = None
+
+    # --- what the API and the extensions use ---------------------------------
+
+    def get_token(self) -> str | None:
+        return self._token
+
+    def token_required(self) -> bool:
+        # Standalone without a configured token is the one unauthenticated mode
+        # (debugging on a bench); everything Ironic drives needs the token.
+        return not (self.conf.standalone and not self.conf.agent_token)
+
+    def get_node_uuid(self) -> str:
+        if not self.node or "uuid" not in self.node:
+            raise errors.UnknownNodeError()
+        return str(self.node["uuid"])
+
+    def list_command_results(self) -> list[base.BaseCommandResult]:
+        return list(self.command_results.values())
+
+    def get_command_result(self, result_id: str) -> base.BaseCommandResult:
+        try:
+            return self.command_results[result_id]
+        except KeyError:
+            raise errors.RequestedObjectNotFoundError("Command Result", result_id) from None
+
+    def execute_command(self, command_name: str, **kwargs: Any) -> base.BaseCommandResult:
+        # Commands may need the hardware managers; give their start-up a moment.
+        self._hardware_ready.wait(timeout=120)
+        return super().execute_command(command_name, **kwargs)
+
+    def force_heartbeat(self) -> None:
+        self._force.set()
+
+    def stop_serving(self, lockdown: bool = False, delay: float = 0.5) -> None:
+        """Stop the API and heartbeats after *delay*, so the current answer gets out."""
+        self.lockdown = self.lockdown or lockdown
+        if delay > 0:
+            timer = threading.Timer(delay, self._stop.set)
+            timer.daemon = True
+            timer.start()
+        else:
+            self._stop.set()
+
+    # --- start-up --------------------------------------------------------------
+
+    def _init_hardware(self) -> None:
+        try:
+            from ironic_python_agent import hardware
+        except ImportError:
+            LOG.warning("No hardware managers are installed")
+            self._hardware_ready.set()
+            return
+        try:
+            hardware.get_managers()
+            init = getattr(hardware, "initialize_managers", None)
+            if init is not None:
+                init()
+        except Exception:  # noqa: BLE001 - commands will report what is missing
+            LOG.exception("Hardware manager start-up failed")
+        finally:
+            self._hardware_ready.set()
+
+    def _run_inspection(self) -> str | None:
+        if not self.conf.inspection_callback_url:
+            return None
+        try:
+            from ironic_python_agent import inspector
+        except ImportError:
+            LOG.error("inspection_callback_url is set but inspection is not built in")
+            return None
+        self._hardware_ready.wait(timeout=120)
+        try:
+            return inspector.inspect(self.conf, self.params)
+        except Exception as exc:  # noqa: BLE001 - inspection failure does not stop deploys
+            LOG.error("Inspection failed: %s", exc)
+            return None
+
+    def _resolve_api_urls(self) -> list[str]:
+        urls = config.api_urls(self.conf)
+        if urls == ["mdns"]:
+            from ironic_python_agent import mdns
+
+            urls = [mdns.get_endpoint(self.conf)]
+            LOG.info("Found Ironic at %s through mDNS", urls[0])
+        return urls
+
+    def _make_client(self, urls: list[str]) -> ironic.IronicClient:
+        session = tls.client_session(
+            insecure=self.conf.insecure, cafile=self.conf.cafile,
+            certfile=self.conf.certfile, keyfile=self.conf.keyfile)
+        fixed = (ironic.parse_version(self.conf.ironic_api_version)
+                 if self.conf.ironic_api_version else None)
+        return ironic.IronicClient(urls=urls, session=session,
+                                   timeout=self.conf.http_request_timeout,
+                                   api_version=fixed, request_id=self.conf.global_request_id)
+
+    def process_lookup_data(self, result: ironic.LookupResult) -> None:
+        """Adopt the node, token and config Ironic sent with the lookup."""
+        cfg_data = result.config
+        node = result.node
+        if cfg_data.get("agent_skip_bmc_detect"):
+            node["skip_bmc_detect"] = True
+        self.node = node
+        self.heartbeat_timeout = float(cfg_data["heartbeat_timeout"])
+        token = cfg_data.get("agent_token")
+        if token == "******":
+            if not self._token:
+                raise TokenLost()
+        elif isinstance(token, str) and len(token) >= MIN_TOKEN_LENGTH:
+            self._token = token
+        elif token:
+            LOG.warning("Ignoring an invalid agent token from the lookup")
+        overrides = {
+            "disable_deep_image_inspection": cfg_data.get("disable_deep_image_inspection"),
+            "permitted_image_formats": cfg_data.get("permitted_image_formats"),
+            "md5_enabled": cfg_data.get("agent_md5_checksum_enable"),
+        }
+        for name in ("tls_min_version", "tls_cipher_suites"):
+            if cfg_data.get(name):
+                overrides[name] = cfg_data[name]
+        if cfg_data.get("enable_bios_bootloader_install"):
+            overrides["enable_bios_bootloader_install"] = True
+        for name, value in overrides.items():
+            if value is not None:
+                try:
+                    self.conf.set_override(name, value)
+                except (ValueError, cfg.Error) as exc:
+                    LOG.warning("Ignoring lookup config %s=%r: %s", name, value, exc)
+        try:
+            from ironic_python_agent import hardware
+
+            cache = getattr(hardware, "cache_node", None)
+            if cache is not None:
+                cache(node)
+        except ImportError:
+            pass
+
+    def _lookup(self, node_uuid: str | None) -> None:
+        assert self.client is not None
+        bootif = self.params.get("BOOTIF")
+        result = self.client.lookup(
+            lambda: net.list_macs(bootif=bootif), timeout=self.conf.lookup_timeout,
+            interval=self.conf.lookup_interval, node_uuid=node_uuid,
+            should_stop=self._stop.is_set)
+        LOG.info("Lookup found node %s", result.node.get("uuid"))
+        self.process_lookup_data(result)
+
+    def _advertise(self) -> tuple[str, str]:
+        host = self.conf.advertise_host
+        if not host:
+            urls = self.client.urls if self.client else []
+            host = (net.advertise_address(urls, self.conf.ip_lookup_attempts,
+                                          self.conf.ip_lookup_sleep) if urls else "127.0.0.1")
+        protocol = self.conf.advertise_protocol
+        return host, protocol
+
+    def _server_tls(self, host: str, protocol: str) -> tuple[Any, str]:
+        """The server SSL context (or None) and the protocol to advertise."""
+        conf = self.conf
+        if conf.listen_tls or (conf.tls_cert_file and conf.tls_key_file):
+            if not (conf.tls_cert_file and conf.tls_key_file):
+                raise config.ConfigError("listen_tls needs tls_cert_file and tls_key_file")
+            ctx = tls.server_context(conf.tls_cert_file, conf.tls_key_file,
+                                     conf.tls_min_version, conf.tls_cipher_suites)
+            return ctx, "https"
+        version = self.client.version() if self.client else None
+        if (conf.enable_auto_tls and self.client is not None and version is not None
+                and version >= ironic.VERIFY_CA_VERSION):
+            self.certificate = tls.make_self_signed(
+                host, os.path.join(self.run_dir), curve=conf.tls_certificate_curve,
+                clock_skew=conf.auto_tls_allowed_clock_skew)
+            ctx = tls.server_context(self.certificate.cert_file, self.certificate.key_file,
+                                     conf.tls_min_version, conf.tls_cipher_suites)
+            return ctx, "https"
+        return None, protocol
+
+    def _start_server(self, ssl_context: Any) -> None:
+        from werkzeug.serving import make_server
+
+        from ironic_python_agent.api import Application
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        host, port = self.conf.listen_host, self.conf.listen_port
+        try:
+            self._server = make_server(host, port, Application(self), threaded=True,
+                                       ssl_context=ssl_context)
+        except OSError as exc:
+            if host != "::":
+                raise
+            LOG.info("Cannot listen on [::]:%s (%s); using 0.0.0.0", port, exc)
+            self._server = make_server("0.0.0.0", port, Application(self), threaded=True,
+                                       ssl_context=ssl_context)
+        self._server.daemon_threads = True
+        thread = threading.Thread(target=self._server.serve_forever, name="agent-api",
+                                  kwargs={"poll_interval": 0.2}, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        LOG.info("Serving the agent API on %s:%s%s", host, self._server.server_port,
+                 " over TLS" if ssl_context else "")
+
+    # --- heartbeats ------------------------------------------------------------
+
+    def _heartbeat_once(self) -> None:
+        assert self.client is not None and self.callback_url is not None
+        self.client.heartbeat(self.get_node_uuid(), self.callback_url, self._token,
+                              self.certificate.pem if self.certificate else None)
+        self.heartbeats_sent += 1
+
+    def _heartbeat_loop(self) -> None:
+        next_at = time.monotonic()  # the first one goes out at once
+        last = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            forced = self._force.is_set() and now - last >= FORCED_HEARTBEAT_GAP
+            if now < next_at and not forced:
+                wake = min(next_at - now, 0.5 if self._force.is_set() else 5.0)
+                if self._force.wait(timeout=wake) and not self._stop.is_set():
+                    # A command just finished: respect the gap, then send.
+                    gap = last + FORCED_HEARTBEAT_GAP - time.monotonic()
+                    if gap > 0:
+                        self._stop.wait(gap)
+                continue
+            self._force.clear()
+            last = time.monotonic()
+            try:
+                self._heartbeat_once()
+            except errors.HeartbeatConflictError as exc:
+                self.last_heartbeat_error = str(exc)
+                LOG.info("Heartbeat conflict (node busy): %s", exc)
+                next_at = time.monotonic() + random.uniform(*CONFLICT_RETRY)
+                continue
+            except Exception as exc:  # noqa: BLE001 - keep heartbeating through outages
+                self.last_heartbeat_error = str(exc)
+                LOG.warning("Heartbeat failed: %s", exc)
+                next_at = time.monotonic() + random.uniform(*ERROR_RETRY)
+                continue
+            self.last_heartbeat_error = None
+            interval = self.heartbeat_timeout * random.uniform(0.3, 0.6)
+            LOG.info("Heartbeat sent; next in %.1f s", interval)
+            next_at = time.monotonic() + interval
+
+    # --- the main sequence -----------------------------------------------------
+
+    def run(self) -> None:
+        """Run until stopped (signal, rescue, lockdown). Raises on fatal errors."""
+        self.started_at = time.time()
+        base.init_ext_manager(self)
+        hw = threading.Thread(target=self._init_hardware, name="hardware-init", daemon=True)
+        hw.start()
+
+        if os.path.exists(RESCUED_MARKER):
+            LOG.info("%s exists: this node is rescued; not serving the API", RESCUED_MARKER)
+            self._stop.wait()
+            return
+
+        node_uuid = None
+        standalone = self.conf.standalone
+        if not standalone:
+            net.wait_for_macs(timeout=60, bootif=self.params.get("BOOTIF"))
+            node_uuid = self._run_inspection()
+            urls = self._resolve_api_urls()
+            if urls:
+                self.client = self._make_client(urls)
+                try:
+                    self._lookup(node_uuid)
+                except TokenLost:
+                    # Nobody can ever drive this agent until Ironic reboots the node:
+                    # idle quietly instead of restarting in a loop.
+                    LOG.error("Ironic already issued the agent token for this boot and "
+                              "this agent does not have it (restarted agent?). Idling "
+                              "until the node is rebooted; pass ipa-agent-token to avoid it.")
+                    self._stop.wait()
+                    return
+            else:
+                LOG.error("No ipa-api-url / api_url configured: serving the API without "
+                          "Ironic; commands need ipa-agent-token")
+
+        host, protocol = self._advertise()
+        ssl_context, protocol = self._server_tls(host, protocol)
+        self._start_server(ssl_context)
+        port = self.conf.advertise_port
+        if self.conf.listen_port == 0 and self._server is not None:
+            port = self._server.server_port  # an ephemeral port (tests)
+        self.callback_url = f"{protocol}://{net.url_host(host)}:{port}"
+
+        if self.client is not None and self.node is not None:
+            hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+            hb.start()
+            self._threads.append(hb)
+        self._stop.wait()
+        self.shutdown()
+        if self.lockdown:
+            self._lock_down()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def _lock_down(self) -> None:
+        """Take every link down and stay alive, so no supervisor restarts the agent."""
+        from ironic_python_agent.run import CommandError, run
+
+        for name in sorted(os.listdir("/sys/class/net")):
+            if name != "lo":
+                try:
+                    run(["ip", "link", "set", name, "down"])
+                except CommandError as exc:
+                    LOG.warning("Cannot take %s down: %s", name, exc)
+        LOG.info("Locked down; sleeping forever")
+        while True:
+            time.sleep(3600)

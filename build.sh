@@ -66,7 +66,23 @@ cmd_tinyipa() { exec "$TOP/tinyipa/build-tinyipa" "$@"; }
 cmd_coreos() { exec "$TOP/coreos/build-coreos" "$@"; }
 
 # ISO of the default image (owned by the iso work): iso/iso-image-create does the packing.
-cmd_iso() { die "iso: not built yet"; }
+#   ./build.sh iso [--append "ipa-api-url=... ipa-insecure=1"] [--label L]
+# writes out/iso/<name>.iso (BIOS + UEFI, hybrid) and out/iso/<name>-esp.img
+# (the ESP alone, for Ironic's [conductor]bootloader) from out/tinyipa/<name>.*
+cmd_iso() {
+    need_apt python3-jinja2 xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common \
+        dosfstools mtools
+    local name=${TINYIPA_NAME:-tinyipa} src="$OUT/tinyipa"
+    if [ ! -f "$src/$name.kernel" ] || [ ! -f "$src/$name.initramfs" ]; then
+        say "iso: no $src/$name.kernel + .initramfs yet; building the tinyipa image first"
+        "$TOP/build.sh" tinyipa
+    fi
+    mkdir -p "$OUT/iso"
+    say "iso: packing $src/$name.{kernel,initramfs}"
+    "$TOP/iso/iso-image-create" -o "$OUT/iso/$name.iso" -k "$src/$name.kernel" \
+        -i "$src/$name.initramfs" --esp "$OUT/iso/$name-esp.img" "$@"
+    ls -l "$OUT/iso/$name.iso" "$OUT/iso/$name-esp.img"
+}
 
 # diskimage-builder ramdisk from elements/ (owned by the dib work).
 cmd_dib() { die "dib: not built yet"; }

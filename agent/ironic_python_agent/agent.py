@@ -111,6 +111,10 @@ class Agent(base.ExecuteCommandMixin):
             LOG.warning("No hardware managers are installed")
             self._hardware_ready.set()
             return
+        delay = self.conf.hardware_initialization_delay
+        if delay:
+            LOG.info("Waiting %s s before initialising hardware managers", delay)
+            self._stop.wait(delay)
         try:
             hardware.get_managers()
             init = getattr(hardware, "initialize_managers", None)
@@ -208,6 +212,8 @@ class Agent(base.ExecuteCommandMixin):
 
     def _advertise(self) -> tuple[str, str]:
         host = self.conf.advertise_host
+        if not host and self.conf.network_interface:
+            host = net.interface_address(self.conf.network_interface)
         if not host:
             urls = self.client.urls if self.client else []
             host = (net.advertise_address(urls, self.conf.ip_lookup_attempts,

@@ -104,6 +104,23 @@ def advertise_address(urls: Sequence[str], attempts: int = 6, delay: float = 10.
     raise errors.LookupAgentIPError(f"no local address routes to {', '.join(map(str, hosts))}")
 
 
+def interface_address(name: str) -> str | None:
+    """The first global IPv4 (else IPv6) address of interface *name*."""
+    import json
+
+    from ironic_python_agent.run import CommandError, run
+
+    try:
+        data = json.loads(run(["ip", "-j", "addr", "show", "dev", name]).stdout or "[]")
+    except (CommandError, ValueError) as exc:
+        LOG.warning("Cannot read the address of %s: %s", name, exc)
+        return None
+    addrs = [a for link in data for a in link.get("addr_info", [])
+             if a.get("scope") == "global"]
+    addrs.sort(key=lambda a: a.get("family") != "inet")
+    return addrs[0]["local"] if addrs else None
+
+
 def url_host(host: str) -> str:
     """*host* as it goes in a URL (IPv6 in brackets)."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host

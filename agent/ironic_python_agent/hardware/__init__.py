@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Hardware managers, with the names managers written for the upstream agent import.
+
+``from ironic_python_agent import hardware`` then ``hardware.HardwareManager``,
+``hardware.HardwareSupport``, ``hardware.dispatch_to_managers``,
+``hardware.BlockDevice`` … work as they do upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ironic_python_agent.hardware.devices import (CPU, BlockDevice, BootInfo, CPUCore,
+                                                  Memory, NetworkInterface, SystemFirmware,
+                                                  SystemVendorInfo)
+from ironic_python_agent.hardware.generic import GenericHardwareManager
+from ironic_python_agent.hardware.managers import (ENTRY_POINT_GROUP, HardwareManager,
+                                                   HardwareSupport, HardwareType, cache_node,
+                                                   check_versions, clear_managers,
+                                                   dispatch_to_all_managers,
+                                                   dispatch_to_managers, get_cached_node,
+                                                   get_current_versions, get_managers,
+                                                   get_managers_detail, update_cached_node)
+from ironic_python_agent.hardware.options import configure
+
+__all__ = [
+    "BlockDevice", "BootInfo", "CPU", "CPUCore", "ENTRY_POINT_GROUP",
+    "GenericHardwareManager", "HardwareManager", "HardwareSupport", "HardwareType", "Memory",
+    "NetworkInterface", "SystemFirmware", "SystemVendorInfo", "cache_node", "check_versions",
+    "clear_managers", "configure", "dispatch_to_all_managers", "dispatch_to_managers",
+    "get_cached_node", "get_current_versions", "get_managers", "get_managers_detail",
+    "get_os_install_device", "list_all_block_devices", "list_hardware_info",
+    "update_cached_node",
+]
+
+
+def list_hardware_info(use_cache: bool = True) -> dict[str, Any]:
+    """The inventory through the managers (upstream's module-level helper)."""
+    return dispatch_to_managers("list_hardware_info")  # type: ignore[no-any-return]
+
+
+def get_os_install_device(permit_refresh: bool = False) -> str:
+    """The install disk chosen by the managers (root device hints honoured)."""
+    return dispatch_to_managers(  # type: ignore[no-any-return]
+        "get_os_install_device", permit_refresh=permit_refresh)
+
+
+def list_all_block_devices(block_type: str = "disk", include_partitions: bool = False,
+                           **kwargs: Any) -> list[BlockDevice]:
+    from ironic_python_agent.hardware import disks, options
+
+    return disks.list_all_block_devices(include_partitions=include_partitions,
+                                        allow=options.allowlist())

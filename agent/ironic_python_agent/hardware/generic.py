@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The generic hardware manager: inventory, root device, erase and deploy steps."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ironic_python_agent import errors, run
+from ironic_python_agent.hardware import disks, erase, inventory, managers, options, root_hints
+from ironic_python_agent.hardware.devices import (CPU, BlockDevice, BootInfo, Memory,
+                                                  NetworkInterface, SystemVendorInfo)
+
+LOG = logging.getLogger(__name__)
+
+
+def _step(name: str, priority: int, interface: str = "deploy", abortable: bool | None = None,
+          argsinfo: dict[str, Any] | None = None) -> dict[str, Any]:
+    step: dict[str, Any] = {"step": name, "priority": priority, "interface": interface,
+                            "reboot_requested": False}
+    if abortable is not None:
+        step["abortable"] = abortable
+    if argsinfo is not None:
+        step["argsinfo"] = argsinfo
+    return step
+
+
+WRITE_IMAGE_ARGS = {
+    "image_info": {"description": "Information about the image to write (as sent by "
+                                  "Ironic's direct deploy)", "required": True},
+    "configdrive": {"description": "Config drive to write (base64 gzip or URL)",
+                    "required": False},
+}
+
+
+class GenericHardwareManager(managers.HardwareManager):
+    HARDWARE_MANAGER_NAME = "generic_hardware_manager"
+    HARDWARE_MANAGER_VERSION = "1.2"
+
+    def __init__(self) -> None:
+        self._dmi: list[tuple[str, dict[str, str]]] | None = None
+        self._dmi_read = False
+        self._bmc = inventory.BMCProbe()
+
+    def evaluate_hardware_support(self) -> int:
+        return managers.HardwareSupport.GENERIC
+
+    # --- inventory -----------------------------------------------------------------
+
+    def _dmi_sections(self) -> list[tuple[str, dict[str, str]]] | None:
+        # DMI tables do not change while the ramdisk runs: read them once.
+        if not self._dmi_read:
+            self._dmi = inventory.collect_dmi()
+            self._dmi_read = True
+        return self._dmi
+
+    def list_network_interfaces(self) -> list[NetworkInterface]:
+        return inventory.collect_interfaces()
+
+    def get_interface_info(self, interface_name: str) -> NetworkInterface:
+        ipv6 = inventory.parse_if_inet6(inventory._read("/proc/net/if_inet6") or "")
+        found = inventory.read_interface(interface_name, ipv6)
+        if found is None:
+            raise errors.IncompatibleHardwareMethodError(
+                f"interface {interface_name} has no usable MAC address")
+        return found
+
+    def get_ipv4_addr(self, interface_id: str) -> str | None:
+        return inventory.ipv4_address(interface_id)
+
+    def get_bios_given_nic_name(self, interface_name: str) -> str | None:
+        return inventory.bios_given_name(interface_name)
+
+    def get_cpus(self) -> CPU:
+        return inventory.collect_cpu()
+
+    def get_memory(self) -> Memory:
+        return inventory.collect_memory(self._dmi_sections())
+
+    def get_system_vendor_info(self) -> SystemVendorInfo:
+        return inventory.collect_system_vendor(self._dmi_sections())
+
+    def any_ipmi_device_exists(self) -> bool:
+        return inventory.ipmi_device_exists()
+
+    def get_bmc_address(self) -> str | None:
+        return self._bmc.address()
+
+    def get_bmc_mac(self) -> str | None:
+        return self._bmc.mac()
+
+    def get_bmc_v6address(self) -> str | None:
+        return self._bmc.v6address()
+
+    def get_boot_info(self) -> BootInfo:
+        return inventory.collect_boot_info()
+
+    def filter_device(self, device: BlockDevice) -> BlockDevice | None:
+        return device
+
+    def list_block_devices(self, include_partitions: bool = False,
+                           all_serial_and_wwn: bool = False) -> list[BlockDevice]:
+        found = disks.list_all_block_devices(include_partitions=include_partitions,
+                                             allow=options.allowlist())
+        kept = []
+        for device in found:
+            try:
+                device = managers.dispatch_to_managers("filter_device", device)
+            except errors.HardwareManagerMethodNotFound:
+                pass
+            if device is not None:
+                kept.append(device)
+        return kept
+
+    def get_skip_list_from_node_for_disks(self, node: dict[str, Any] | None,
+                                          block_devices: list[BlockDevice] | None = None
+                                          ) -> set[str]:
+        """Names of the disks ``properties.skip_block_devices`` protects."""
+        skip = ((node or {}).get("properties") or {}).get("skip_block_devices") or []
+        if not skip:
+            return set()
+        devices = block_devices if block_devices is not None else self.list_block_devices()
+        kept = {d.name for d in root_hints.remove_skipped(devices, skip)}
+        return {d.name for d in devices if d.name not in kept}
+
+    def get_skip_list_from_node_for_raids(self, node: dict[str, Any] | None) -> set[str]:
+        skip = ((node or {}).get("properties") or {}).get("skip_block_devices") or []
+        return {str(e["volume_name"]) for e in skip if isinstance(e, dict) and
+                "volume_name" in e}
+
+    def list_block_devices_check_skip_list(self, node: dict[str, Any] | None,
+                                           include_partitions: bool = False,
+                                           all_serial_and_wwn: bool = False,
+                                           include_wipe: bool = False) -> list[BlockDevice]:
+        devices = self.list_block_devices(include_partitions=include_partitions)
+        skipped = self.get_skip_list_from_node_for_disks(node, devices)
+        if not skipped:
+            return devices
+        # A partition goes with its disk.
+        return [d for d in devices
+                if not any(d.name == s or (d.kind == "part" and d.name.startswith(s))
+                           for s in skipped)]
+
+    def get_os_install_device(self, permit_refresh: bool = False) -> str:
+        node = managers.get_cached_node() or {}
+        hints = ((node.get("instance_info") or {}).get("root_device")
+                 or (node.get("properties") or {}).get("root_device"))
+        devices = self.list_block_devices_check_skip_list(node, all_serial_and_wwn=True)
+        return root_hints.choose_root_device(devices, hints).name
+
+    def get_usb_devices(self) -> list[dict[str, Any]]:
+        found = []
+        base = "/sys/bus/usb/devices"
+        try:
+            names = sorted(os.listdir(base))
+        except OSError:
+            return []
+        for name in names:
+            product = inventory._read(f"{base}/{name}/product")
+            if product is None:
+                continue
+            found.append({"product": product,
+                          "vendor": inventory._read(f"{base}/{name}/manufacturer"),
+                          "handle": name})
+        return found
+
+    def full_sync(self) -> None:
+        try:
+            run.run(["sync"], timeout=600)
+        except run.CommandError as exc:
+            raise errors.CommandExecutionError(f"sync failed: {exc}") from None
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3")
+        except OSError as exc:
+            LOG.warning("Cannot drop caches: %s", exc)
+        for device in self.list_block_devices():
+            run.run(["blockdev", "--flushbufs", device.name], check=False, timeout=60)
+
+    # --- erasing ---------------------------------------------------------------------
+
+    def erase_block_device(self, node: dict[str, Any], block_device: BlockDevice
+                           ) -> dict[str, Any]:
+        return erase.erase_block_device(node, block_device)
+
+    def erase_devices_metadata(self, node: dict[str, Any], ports: list[dict[str, Any]]
+                               ) -> dict[str, Any]:
+        return erase.erase_metadata(node, ports)
+
+    def erase_devices_express(self, node: dict[str, Any], ports: list[dict[str, Any]]
+                              ) -> dict[str, Any]:
+        return erase.erase_express(node, ports)
+
+    def erase_pstore(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> list[str]:
+        """Delete the kernel crash records kept in the pstore filesystem."""
+        removed: list[str] = []
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[2:3] == ["pstore"]]
+        for mount in mounts:
+            for name in sorted(os.listdir(mount)):
+                os.unlink(os.path.join(mount, name))
+                removed.append(os.path.join(mount, name))
+        return removed
+
+    # --- deploy ----------------------------------------------------------------------
+
+    def write_image(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                    image_info: dict[str, Any], configdrive: str | None = None) -> Any:
+        """The ``write_image`` deploy step: ``standby.prepare_image``, waited for."""
+        from ironic_python_agent.extensions import base
+
+        standby = base.get_extension("standby")
+        result = standby.prepare_image(image_info=image_info, configdrive=configdrive)
+        result.join()
+        if result.command_error is not None:
+            raise result.command_error
+        return result.command_result
+
+    # --- steps -----------------------------------------------------------------------
+
+    def get_clean_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
+                        ) -> list[dict[str, Any]]:
+        return [
+            _step("erase_devices", 10, abortable=True),
+            _step("erase_devices_metadata", 99, abortable=True),
+            _step("erase_devices_express", 0, abortable=True),
+            _step("erase_pstore", 0, abortable=True),
+        ]
+
+    def get_deploy_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
+                         ) -> list[dict[str, Any]]:
+        return [
+            _step("erase_devices_metadata", 0),
+            _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS),
+        ]
+
+    def get_service_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
+                          ) -> list[dict[str, Any]]:
+        return [_step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS)]

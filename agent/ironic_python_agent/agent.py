@@ -145,7 +145,12 @@ class Agent(base.ExecuteCommandMixin):
         if urls == ["mdns"]:
             from ironic_python_agent import mdns
 
-            urls = [mdns.get_endpoint(self.conf)]
+            url, txt = mdns.get_endpoint("baremetal",
+                                         attempts=self.conf.mdns.lookup_attempts)
+            urls = [url.rstrip("/")]
+            overrides = mdns.config_overrides(txt, self.conf.mdns.allowed_overrides)
+            for name, value in overrides.items():
+                self.conf.set_override(name, value)
             LOG.info("Found Ironic at %s through mDNS", urls[0])
         return urls
 

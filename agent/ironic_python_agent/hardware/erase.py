@@ -80,40 +80,67 @@ class EraseFlags:
         )
 
 
-# --- what is on each device (one lsblk run) -------------------------------------------
+# --- what is on each device --------------------------------------------------------------
+#
+# lsblk and /dev/disk/by-label depend on udev having run, which a small ramdisk
+# may not do, so the safeguards probe with ``blkid -p`` (straight from the
+# device) and walk sysfs for partitions and holders.
 
-LSBLK_COLUMNS = "KNAME,TYPE,FSTYPE,LABEL,MOUNTPOINT,PARTTYPE,RO"
 
-
-def parse_lsblk_tree(text: str) -> dict[str, list[dict[str, Any]]]:
-    """``lsblk -J`` → kernel name → that device and everything below it (flattened)."""
-    data = json.loads(text or "{}")
-    found: dict[str, list[dict[str, Any]]] = {}
-
-    def walk(node: dict[str, Any]) -> list[dict[str, Any]]:
-        below = [node]
-        for child in node.get("children") or []:
-            below.extend(walk(child))
-        kname = node.get("kname") or node.get("name")
-        if kname:
-            found.setdefault(kname, []).extend(below)
-        return below
-
-    for top in data.get("blockdevices") or []:
-        walk(top)
+def parse_blkid_export(text: str) -> dict[str, str]:
+    """``blkid -p -o export`` → ``{"TYPE": "ext4", "LABEL": ..., "PART_ENTRY_TYPE": ...}``."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            found[key.strip()] = value.strip()
     return found
 
 
-def collect_device_tree() -> dict[str, list[dict[str, Any]]]:
+def _probe(kname: str) -> dict[str, Any]:
     try:
-        out = run.run(["lsblk", "-J", "-b", "-o", LSBLK_COLUMNS], timeout=60).stdout
-    except run.CommandError as exc:
-        LOG.warning("lsblk failed, safeguards work from sysfs only: %s", exc)
-        return {}
-    return parse_lsblk_tree(out)
+        out = run.run(["blkid", "-p", "-o", "export", f"/dev/{kname}"], check=False,
+                      timeout=60, log=False).stdout
+    except run.CommandError:
+        out = ""
+    tags = parse_blkid_export(out)
+    return {"kname": kname, "fstype": tags.get("TYPE"), "label": tags.get("LABEL"),
+            "parttype": tags.get("PART_ENTRY_TYPE"), "mountpoint": None,
+            "mounts": _mountpoints(kname)}
+
+
+def _below(kname: str, sys: str = "/sys/class/block") -> list[str]:
+    """Partitions and holders (dm, md) of *kname*, recursively."""
+    names: list[str] = []
+    base = f"{sys}/{kname}"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return names
+    for entry in entries:
+        if os.path.exists(f"{base}/{entry}/partition"):
+            names.append(entry)
+    try:
+        names += sorted(os.listdir(f"{base}/holders"))
+    except OSError:
+        pass
+    for name in list(names):
+        names += [n for n in _below(name, sys) if n not in names]
+    return names
+
+
+def collect_device_tree(devices: list[BlockDevice] | None = None
+                        ) -> dict[str, list[dict[str, Any]]]:
+    """Kernel name → entries for the device and everything on or above it."""
+    tree: dict[str, list[dict[str, Any]]] = {}
+    for device in devices or []:
+        kname = os.path.basename(device.name)
+        tree[kname] = [_probe(n) for n in [kname, *_below(kname)]]
+    return tree
 
 
 def _by_label_targets(dev: str = "/dev") -> set[str]:
+    """Devices udev linked as boot media labels (when udev runs)."""
     targets = set()
     for label in BOOT_MEDIA_LABELS:
         for name in (label, label.upper()):
@@ -124,7 +151,7 @@ def _by_label_targets(dev: str = "/dev") -> set[str]:
 
 
 def _mountpoints(kname: str) -> list[str]:
-    """Mounts of the device itself from /proc/self/mountinfo (by major:minor) and swaps."""
+    """Where the device is mounted (/proc/self/mountinfo, by major:minor) or swapped on."""
     numbers = None
     try:
         with open(f"/sys/class/block/{kname}/dev") as f:
@@ -143,7 +170,7 @@ def _mountpoints(kname: str) -> list[str]:
     try:
         with open("/proc/swaps") as f:
             for line in f.readlines()[1:]:
-                if line.split()[0] == f"/dev/{kname}":
+                if line.split()[:1] == [f"/dev/{kname}"]:
                     found.append("[swap]")
     except OSError:
         pass
@@ -159,12 +186,14 @@ def check_device(device: BlockDevice, tree: dict[str, list[dict[str, Any]]],
     shared-storage filesystems (unless ``wipe_special_filesystems`` is false).
     """
     kname = os.path.basename(device.name)
-    entries = tree.get(kname, [])
+    entries = tree.get(kname)
+    if entries is None:
+        entries = collect_device_tree([device])[kname]
     labels = {str(e.get("label") or "").lower() for e in entries}
     if kname in _by_label_targets() or labels & BOOT_MEDIA_LABELS or any(
             e.get("fstype") == "iso9660" for e in entries):
         return "virtual media boot device"
-    if any(e.get("fstype") == "linux_raid_member" for e in entries[:1]):
+    if entries and entries[0].get("fstype") == "linux_raid_member":
         return "software RAID member (erased through its md device)"
     ro = device.read_only or _sysfs_ro(kname)
     if ro:
@@ -173,8 +202,8 @@ def check_device(device: BlockDevice, tree: dict[str, list[dict[str, Any]]],
         raise errors.BlockDeviceEraseError(
             f"{device.name} is read-only and cannot be erased; set "
             "agent_erase_skip_read_only to skip read-only devices")
-    mounts = [str(e.get("mountpoint")) for e in entries if e.get("mountpoint")]
-    mounts += _mountpoints(kname)
+    mounts = [f"{m} ({e['kname']})" if e["kname"] != kname else m
+              for e in entries for m in e.get("mounts") or []]
     if mounts:
         raise errors.BlockDeviceEraseError(
             f"{device.name} is in use (mounted at {', '.join(sorted(set(mounts)))}); "
@@ -234,7 +263,7 @@ def erase_metadata(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[st
     flags = EraseFlags.from_node(node)
     devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node,
                                             include_partitions=True)
-    tree = collect_device_tree()
+    tree = collect_device_tree(devices)
     report: dict[str, Any] = {}
     failures: list[str] = []
     for device in sorted(devices, key=lambda d: d.name, reverse=True):
@@ -466,7 +495,7 @@ def erase_block_device(node: dict[str, Any] | None, device: BlockDevice,
     """Erase one disk with the best method it supports; return its report line."""
     flags = EraseFlags.from_node(node)
     start = time.monotonic()
-    reason = check_device(device, collect_device_tree() if tree is None else tree, flags)
+    reason = check_device(device, {} if tree is None else tree, flags)
     if reason:
         return _line("none", start, 0, f"skipped: {reason}")
     path = device.name
@@ -509,7 +538,7 @@ def erase_devices(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str
         if device.name not in kept:
             report[device.name] = {"method": "none", "seconds": 0.0, "bytes": 0,
                                    "outcome": "skipped: in skip_block_devices"}
-    tree = collect_device_tree()
+    tree = collect_device_tree(devices)
     to_erase: list[BlockDevice] = []
     failures: dict[str, str] = {}
     for device in devices:
@@ -551,7 +580,7 @@ def erase_express(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str
     """NVMe format where the disk supports it, a metadata wipe everywhere else."""
     flags = EraseFlags.from_node(node)
     devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node)
-    tree = collect_device_tree()
+    tree = collect_device_tree(devices)
     report: dict[str, Any] = {}
     failures: list[str] = []
     for device in devices:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -240,8 +241,8 @@ def post(urls: Sequence[str], data: Mapping[str, Any], conf: Any = None, *,
                 return url, answer if isinstance(answer, dict) else {}
             if attempt < retry.attempts:
                 sleep(retry.wait(attempt))
-    raise errors.InspectionError(f"inspection data not delivered after {retry.attempts} "
-                                 f"tries: {last}")
+    tries = "1 try" if retry.attempts == 1 else f"{retry.attempts} tries"
+    raise errors.InspectionError(f"inspection data not delivered after {tries}: {last}")
 
 
 def node_uuid(answer: Mapping[str, Any]) -> str | None:
@@ -278,9 +279,15 @@ def ipmi_credential_commands(answer: Mapping[str, Any]) -> list[list[str]]:
     ]
 
 
+IPMI_DEVICES = ("/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0")
+
+
 def setup_bmc_credentials(answer: Mapping[str, Any]) -> bool:
     """Apply BMC credentials the inspector sent; True when some were set."""
     commands = ipmi_credential_commands(answer)
+    if commands and not any(os.path.exists(d) for d in IPMI_DEVICES):
+        raise errors.InspectionError("the inspector sent BMC credentials but this machine "
+                                     "has no IPMI device")
     for argv in commands:
         run(argv)
     if commands:

@@ -1,0 +1,323 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A real Ironic 39 on loopback: install, configure, start, and drive nodes over REST.
+
+Used by the e2e tests and by ``tests/bench/agent_start.py``. Everything listens on
+127.0.0.1; the database is sqlite in a work directory; the conductor uses the
+``fake-hardware`` type, so nothing boots: the test starts the agent itself when a
+node reaches a wait state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+IRONIC_REQUIREMENT = "ironic==39.0.0"
+UPSTREAM_AGENT_REQUIREMENT = "ironic-python-agent==13.0.0"
+
+TOP = Path(__file__).resolve().parents[2]
+
+# Provision states where Ironic waits for a ramdisk (the test starts the agent then)
+# and states that end a flow badly.
+WAIT_STATES = frozenset({"clean wait", "wait call-back", "inspect wait", "service wait"})
+FAILED_STATES = frozenset({"clean failed", "deploy failed", "inspect failed", "error",
+                           "service failed", "rescue failed"})
+
+
+def out_dir() -> Path:
+    return Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
+
+
+def ensure_venv(path: Path, *requirements: str) -> Path:
+    """A venv at *path* with *requirements* installed once; returns its bin/ directory.
+
+    A stamp holds a hash of the requirements, so a second run costs one file read.
+    A lock file keeps two concurrent sessions (tests and bench) from installing at
+    the same time.
+    """
+    want = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
+    stamp = path / ".lean-ipa-stamp"
+    bindir = path / "bin"
+    if stamp.is_file() and stamp.read_text().strip() == want:
+        return bindir
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.is_file() and stamp.read_text().strip() == want:
+            return bindir
+        if not (bindir / "python").exists():
+            # The base interpreter, not the test venv's: Ironic must not see our packages.
+            base = getattr(sys, "_base_executable", sys.executable)
+            subprocess.run([base, "-m", "venv", str(path)], check=True)
+        subprocess.run([str(bindir / "python"), "-m", "pip", "install", "-q",
+                        "--disable-pip-version-check", *requirements], check=True)
+        stamp.write_text(want + "\n")
+    return bindir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class IronicSettings:
+    """The knobs tests vary; everything else in the config is fixed."""
+
+    require_tls: bool = False
+    erase_devices_metadata_priority: int = 99
+    erase_devices_priority: int = 0
+    heartbeat_timeout: int = 12
+    callback_timeout: int = 180
+
+
+def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_port: int) -> str:
+    """ironic.conf for an all-in-one Ironic on loopback (see real-ironic.md)."""
+    t = settings.callback_timeout
+    sections: dict[str, dict[str, object]] = {
+        "DEFAULT": {
+            # The JSON-RPC client dials the conductor by this name.
+            "host": "127.0.0.1",
+            "auth_strategy": "noauth",
+            "rpc_transport": "json-rpc",
+            "debug": True,
+            "state_path": workdir,
+            "enabled_hardware_types": "fake-hardware",
+            "enabled_power_interfaces": "fake",
+            "enabled_management_interfaces": "fake",
+            "enabled_boot_interfaces": "fake",
+            "enabled_deploy_interfaces": "direct,fake",
+            "enabled_inspect_interfaces": "agent,no-inspect",
+            "enabled_network_interfaces": "noop",
+        },
+        "api": {"host_ip": "127.0.0.1", "port": api_port,
+                # Heartbeats every ~5 s instead of minutes.
+                "ramdisk_heartbeat_timeout": settings.heartbeat_timeout},
+        "json_rpc": {"host_ip": "127.0.0.1", "port": rpc_port, "auth_strategy": "noauth"},
+        "database": {"connection": f"sqlite:///{workdir / 'ironic.sqlite'}"},
+        "dhcp": {"dhcp_provider": "none"},
+        # The API URL Ironic hands to the ramdisk (there is no keystone catalog).
+        "service_catalog": {"endpoint_override": f"http://127.0.0.1:{api_port}"},
+        "conductor": {"deploy_callback_timeout": t, "clean_callback_timeout": t,
+                      "inspect_wait_timeout": t, "check_provision_state_interval": 5,
+                      "automated_clean": True},
+        "deploy": {"erase_devices_priority": settings.erase_devices_priority,
+                   "erase_devices_metadata_priority": settings.erase_devices_metadata_priority,
+                   "http_root": workdir / "httpboot"},
+        "agent": {"require_tls": settings.require_tls, "command_timeout": 30,
+                  "command_wait_interval": 1, "certificates_path": workdir / "certificates",
+                  "deploy_logs_local_path": workdir / "deploy-logs"},
+        "inspector": {"callback_endpoint_override":
+                      f"http://127.0.0.1:{api_port}/v1/continue_inspection",
+                      "hooks": "$default_hooks,memory,cpus"},
+        "oslo_concurrency": {"lock_path": workdir / "locks"},
+    }
+    lines: list[str] = []
+    for name, options in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {value}" for key, value in options.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+class IronicError(Exception):
+    """Ironic answered an API call with an error, or a node failed its flow."""
+
+
+class IronicService:
+    """One all-in-one ``ironic`` process (API + conductor) with its own sqlite database."""
+
+    def __init__(self, settings: IronicSettings, workdir: Path, bindir: Path) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.bindir = bindir
+        self.api_port = free_port()
+        self.rpc_port = free_port()
+        self.conf = workdir / "ironic.conf"
+        self.log = workdir / "ironic.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, timeout: float = 120) -> IronicClient:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for sub in ("httpboot", "certificates", "deploy-logs", "locks"):
+            (self.workdir / sub).mkdir(exist_ok=True)
+        self.conf.write_text(render_config(self.settings, self.workdir, self.api_port,
+                                           self.rpc_port))
+        with open(self.log, "ab") as log:
+            subprocess.run([str(self.bindir / "ironic-dbsync"), "--config-file", str(self.conf),
+                            "create_schema"], check=True, stdout=log, stderr=log)
+            self.proc = subprocess.Popen([str(self.bindir / "ironic"), "--config-file",
+                                          str(self.conf)],
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_for_port(self.api_port, timeout, self.proc)
+            client = IronicClient(self.url)
+            client.wait_for_conductor(timeout)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"Ironic did not come up: {exc}\n{self.log_tail()}") from exc
+        return client
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def log_lines(self, needle: str) -> list[str]:
+        """Lines of the Ironic log containing *needle* (for failure messages)."""
+        try:
+            return [line for line in self.log.read_text(errors="replace").splitlines()
+                    if needle in line]
+        except OSError:
+            return []
+
+
+class IronicClient:
+    """The few REST calls the tests need, always at the newest API version."""
+
+    def __init__(self, url: str, timeout: float = 30) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update({"X-OpenStack-Ironic-API-Version": "latest",
+                                     "Accept": "application/json"})
+
+    def call(self, method: str, path: str, body: Any = None, ok: Iterable[int] = (200,)) -> Any:
+        resp = self.session.request(method, self.url + path, json=body, timeout=self.timeout)
+        if resp.status_code not in set(ok):
+            raise IronicError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def wait_for_conductor(self, timeout: float) -> None:
+        """Node writes fail until the conductor has registered fake-hardware."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException, IronicError):
+                drivers = self.call("GET", "/v1/drivers")["drivers"]
+                if any(d["name"] == "fake-hardware" and d["hosts"] for d in drivers):
+                    return
+            time.sleep(0.5)
+        raise TimeoutError("the conductor did not register fake-hardware")
+
+    def create_node(self, name: str, **fields: Any) -> dict[str, Any]:
+        body = {"name": name, "driver": "fake-hardware", "deploy_interface": "direct",
+                "boot_interface": "fake", "power_interface": "fake",
+                "management_interface": "fake", "network_interface": "noop",
+                "inspect_interface": "no-inspect", **fields}
+        node: dict[str, Any] = self.call("POST", "/v1/nodes", body, ok=(201,))
+        return node
+
+    def create_port(self, node_uuid: str, mac: str) -> dict[str, Any]:
+        port: dict[str, Any] = self.call("POST", "/v1/ports",
+                                         {"node_uuid": node_uuid, "address": mac,
+                                          "pxe_enabled": True}, ok=(201,))
+        return port
+
+    def delete_node(self, node: str) -> None:
+        self.call("DELETE", f"/v1/nodes/{node}", ok=(204,))
+
+    def node(self, node: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", f"/v1/nodes/{node}")
+        return result
+
+    def patch_node(self, node: str, **values: Any) -> dict[str, Any]:
+        """Set top-level paths, e.g. ``instance_info={...}`` → ``/instance_info``."""
+        ops = [{"op": "add", "path": f"/{key}", "value": value} for key, value in values.items()]
+        result: dict[str, Any] = self.call("PATCH", f"/v1/nodes/{node}", ops)
+        return result
+
+    def set_maintenance(self, node: str, on: bool) -> None:
+        if on:
+            self.call("PUT", f"/v1/nodes/{node}/maintenance", {}, ok=(202,))
+        else:
+            self.call("DELETE", f"/v1/nodes/{node}/maintenance", ok=(202,))
+
+    def set_provision_state(self, node: str, target: str, **extra: Any) -> None:
+        self.call("PUT", f"/v1/nodes/{node}/states/provision", {"target": target, **extra},
+                  ok=(202,))
+
+    def wait_for_state(self, node: str, wanted: Iterable[str], timeout: float = 240,
+                       failed: Iterable[str] = FAILED_STATES) -> dict[str, Any]:
+        """Poll until the node's provision state is one of *wanted*.
+
+        Raises :class:`IronicError` with the node's ``last_error`` when it lands in a
+        failed state, and :class:`TimeoutError` naming the state it was stuck in.
+        """
+        wanted, failed = set(wanted), set(failed) - set(wanted)
+        deadline = time.monotonic() + timeout
+        state = None
+        while True:
+            data = self.node(node)
+            state = data["provision_state"]
+            if state in wanted and data.get("target_provision_state") in (None, "", state):
+                return data
+            if state in wanted and state in WAIT_STATES:
+                return data
+            if state in failed:
+                raise IronicError(f"node {node} went to '{state}': {data.get('last_error')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {node} still '{state}' (target "
+                                   f"{data.get('target_provision_state')}) after {timeout:.0f} s;"
+                                   f" last_error: {data.get('last_error')}")
+            time.sleep(0.5)
+
+
+def start_ironic(settings: IronicSettings, workdir: Path) -> tuple[IronicService, IronicClient]:
+    """Install (once) and start an Ironic; the caller stops it."""
+    bindir = ensure_venv(out_dir() / "venv-ironic", IRONIC_REQUIREMENT)
+    service = IronicService(settings, workdir, bindir)
+    return service, service.start()
+
+
+@contextlib.contextmanager
+def running_ironic(settings: IronicSettings, workdir: Path) -> Iterator[tuple[IronicService,
+                                                                            IronicClient]]:
+    service, client = start_ironic(settings, workdir)
+    try:
+        yield service, client
+    finally:
+        service.stop()

@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: Apache-2.0
+"""UEFI boot entries for a deployed whole-disk image.
+
+Find the EFI system partition on the disk, look for boot loaders on it
+(shim's ``BOOT<ARCH>.CSV`` files first, then the removable-media path
+``EFI/BOOT/BOOT<ARCH>.EFI``) and add an ``efibootmgr`` entry for each one not
+already in NVRAM. The ESP is read in place with mtools, so neither a mount
+nor the vfat module is needed. The parsing parts are pure; :func:`manage_uefi`
+runs the tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ironic_python_agent import configdrive
+from ironic_python_agent import errors
+from ironic_python_agent import run
+
+LOG = logging.getLogger(__name__)
+
+ESP_GPT_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ESP_MBR_TYPE = "ef"
+_ENTRY = re.compile(r"^Boot([0-9A-Fa-f]{4})\*?\s+(.*?)\t(.*)$")
+_FILE = re.compile(r"File\(([^)]*)\)")
+_MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1"}
+
+
+@dataclass(frozen=True)
+class Loader:
+    label: str
+    path: str  # as UEFI writes it: \EFI\vendor\shimx64.efi
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    number: str
+    label: str
+    path: str | None
+
+
+def efi_arch(machine: str | None = None) -> str:
+    machine = machine or platform.machine()
+    return {"x86_64": "x64", "aarch64": "aa64", "i686": "ia32", "riscv64": "riscv64"}.get(
+        machine, machine)
+
+
+def find_esp(table: configdrive.PartitionTable,
+             uuid: str | None = None) -> configdrive.Partition | None:
+    for part in table.partitions:
+        if uuid and part.uuid and part.uuid.lower() == uuid.lower():
+            return part
+    for part in table.partitions:
+        if part.type.upper() == ESP_GPT_TYPE or part.type.lower() == ESP_MBR_TYPE:
+            return part
+    return None
+
+
+def parse_boot_csv(text: str) -> list[tuple[str, str]]:
+    """``(loader file, label)`` pairs of a shim ``BOOT<ARCH>.CSV``."""
+    pairs = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.lstrip("\ufeff").split(",")]
+        if len(fields) >= 2 and fields[0] and fields[1]:
+            pairs.append((fields[0], fields[1]))
+    return pairs
+
+
+def find_loaders(files: Iterable[str], read: Callable[[str], bytes],
+                 arch: str | None = None) -> list[Loader]:
+    """The boot loaders among an ESP's *files* (``/EFI/...`` paths), in entry order.
+
+    *read* returns a file's content; FAT names match case-insensitively.
+    """
+    arch = (arch or efi_arch()).upper()
+    by_lower = {f.lower().rstrip("/"): f.rstrip("/") for f in files}
+    found: list[Loader] = []
+    vendors = sorted({f.split("/")[2] for f in by_lower.values()
+                      if f.count("/") >= 3 and f.lower().startswith("/efi/")})
+    for vendor in vendors:
+        if vendor.lower() == "boot":
+            continue
+        csv = by_lower.get(f"/efi/{vendor}/boot{arch}.csv".lower())
+        if csv is None:
+            continue
+        raw = read(csv)
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode()
+        for loader, label in parse_boot_csv(text):
+            actual = by_lower.get(f"/efi/{vendor}/{loader}".lower())
+            if actual:
+                found.append(Loader(label, actual.replace("/", "\\")))
+    if found:
+        return found
+    fallback = by_lower.get(f"/efi/boot/boot{arch}.efi".lower())
+    return [Loader("Boot", fallback.replace("/", "\\"))] if fallback else []
+
+
+def _mtools_image(device: str, table: configdrive.PartitionTable,
+                  esp: configdrive.Partition) -> str:
+    # mtools reads the FAT file system in place: no mount, no vfat module needed.
+    return f"{device}@@{esp.start * table.sector_size}"
+
+
+def list_esp(image: str) -> list[str]:
+    out = run.run(["mdir", "-/", "-b", "-i", image, "::/"], env=_MTOOLS_ENV).stdout
+    return [line.strip()[2:] for line in out.splitlines() if line.strip().startswith("::/")]
+
+
+def read_esp_file(image: str, path: str) -> bytes:
+    done = run.run(["mcopy", "-n", "-i", image, f"::{path}", "-"], env=_MTOOLS_ENV,
+                   binary=True)
+    return done.stdout  # type: ignore[return-value]
+
+
+def parse_efibootmgr(text: str) -> list[BootEntry]:
+    """Entries from ``efibootmgr -v`` output."""
+    entries = []
+    for line in text.splitlines():
+        m = _ENTRY.match(line)
+        if m:
+            f = _FILE.search(m.group(3))
+            entries.append(BootEntry(m.group(1), m.group(2).strip(),
+                                     f.group(1) if f else None))
+    return entries
+
+
+def manage_uefi(device: str, esp_uuid: str | None = None) -> bool:
+    """Add NVRAM entries for the loaders on *device*'s ESP; False when it has none."""
+    table = configdrive.read_partition_table(device)
+    esp = find_esp(table, esp_uuid) if table else None
+    if esp is None:
+        raise errors.DeviceNotFound(f"No EFI system partition found on {device}")
+    image = _mtools_image(device, table, esp)  # type: ignore[arg-type]
+    try:
+        loaders = find_loaders(list_esp(image), lambda p: read_esp_file(image, p))
+    except run.CommandError as exc:
+        raise errors.CommandExecutionError(
+            f"Cannot read the EFI system partition {esp.number} of {device}: {exc}") from None
+    if not loaders:
+        LOG.info("No UEFI boot loaders on partition %d of %s", esp.number, device)
+        return False
+    existing = parse_efibootmgr(run.run(["efibootmgr", "-v"]).stdout)
+    for loader in loaders:
+        if any(e.label == loader.label and (e.path or "").lower() == loader.path.lower()
+               for e in existing):
+            LOG.info("UEFI entry %s (%s) exists", loader.label, loader.path)
+            continue
+        run.run(["efibootmgr", "-c", "-d", device, "-p", str(esp.number), "-w",
+                 "-L", loader.label, "-l", loader.path])  # fmt: skip
+        LOG.info("Added UEFI entry %s (%s)", loader.label, loader.path)
+    return True

@@ -1,0 +1,261 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``standby`` namespace: write the image, report its root, power off or reboot.
+
+``prepare_image`` is the whole deployment of a whole-disk image: choose the
+install disk, stream the image onto it while hashing (:mod:`image_write`),
+add the config drive (:mod:`configdrive`) and remember the disk identifier
+for ``get_partition_uuids``. The ``write_image`` deploy step calls it and
+waits for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ironic_python_agent import checksum
+from ironic_python_agent import configdrive as configdrive_mod
+from ironic_python_agent import download
+from ironic_python_agent import errors
+from ironic_python_agent import image_write
+from ironic_python_agent import run
+from ironic_python_agent.extensions import base
+
+LOG = logging.getLogger(__name__)
+
+# Upstream's defaults, used when the extension runs without an agent (tests).
+DEFAULTS: dict[str, Any] = {
+    "image_download_connection_timeout": 60,
+    "image_download_connection_retries": 9,
+    "image_download_connection_retry_interval": 10,
+    "image_download_max_duration": 0,
+    "insecure": False,
+    "cafile": None,
+    "certfile": None,
+    "keyfile": None,
+    "tls_min_version": None,
+    "md5_enabled": False,
+    "permitted_image_formats": ["raw", "gpt", "qcow2"],
+    "disable_deep_image_inspection": False,
+    "image_server_auth_strategy": "noauth",
+    "image_server_user": None,
+    "image_server_password": None,
+    "fail_if_clock_not_set": False,
+    "ignore_bootloader_failure": None,
+}
+CACHE_DIR = "/tmp"
+
+
+def conf_value(agent: Any, name: str) -> Any:
+    """An ``[DEFAULT]`` option from the agent's config, or upstream's default."""
+    conf = getattr(agent, "conf", None)
+    if conf is not None:
+        try:
+            return getattr(conf, name)
+        except Exception:  # noqa: BLE001 - oslo's NoSuchOptError and friends
+            pass
+    return DEFAULTS.get(name)
+
+
+def download_options(agent: Any, image_info: Mapping[str, Any]) -> download.DownloadOptions:
+    """The download settings: agent.conf for transport, image_info for auth and proxies."""
+    def opt(name: str) -> Any:
+        return conf_value(agent, name)
+
+    headers: dict[str, str] = {}
+    if image_info.get("image_request_authorization"):
+        try:
+            headers["Authorization"] = base64.b64decode(
+                image_info["image_request_authorization"]).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise errors.InvalidCommandParamsError(
+                "image_request_authorization is not base64") from None
+    elif image_info.get("image_server_auth_strategy") == "http_basic":
+        headers["Authorization"] = download.basic_auth_header(
+            str(image_info.get("image_server_user") or ""),
+            str(image_info.get("image_server_password") or ""))
+    elif opt("image_server_auth_strategy") == "http_basic":
+        headers["Authorization"] = download.basic_auth_header(
+            str(opt("image_server_user") or ""), str(opt("image_server_password") or ""))
+    proxies, no_proxy = download.proxies_from_image_info(image_info)
+    return download.DownloadOptions(
+        connect_timeout=float(opt("image_download_connection_timeout")),
+        retries=int(opt("image_download_connection_retries")),
+        retry_interval=float(opt("image_download_connection_retry_interval")),
+        max_duration=float(opt("image_download_max_duration") or 0),
+        insecure=bool(opt("insecure")), cafile=opt("cafile"), certfile=opt("certfile"),
+        keyfile=opt("keyfile"), tls_min_version=opt("tls_min_version"),
+        proxies=proxies, no_proxy=no_proxy, headers=headers)
+
+
+def validate_image_info(ext: Any, image_info: Any = None, configdrive: Any = None,
+                        **kwargs: Any) -> None:
+    """The synchronous check of ``prepare_image``: a bad image_info is a 400."""
+    if not isinstance(image_info, dict):
+        raise errors.InvalidCommandParamsError("image_info must be an object")
+    if not image_info.get("id"):
+        raise errors.InvalidCommandParamsError("Image is missing 'id' field.")
+    urls = image_info.get("urls")
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise errors.InvalidCommandParamsError("Image 'urls' must be a non-empty list of URLs")
+    if image_info.get("image_type") == "partition":
+        raise errors.InvalidCommandParamsError(
+            "Partition images are not supported by this agent yet; use a whole-disk image")
+    checksum.validate_image_info_checksum(image_info, bool(conf_value(ext.agent, "md5_enabled")))
+
+
+def power_action(action: str, argv: list[str] | None = None,
+                 sysrq: str = "/proc/sysrq-trigger") -> None:
+    """Run ``reboot`` or ``poweroff``; fall back to the kernel's sysrq trigger."""
+    reason = ""
+    try:
+        done = run.run(argv or [action], check=False, timeout=60)
+        if done.returncode == 0 and "ignoring request" not in done.stderr.lower():
+            return
+        reason = done.stderr.strip() or f"exit code {done.returncode}"
+    except run.CommandError as exc:
+        reason = str(exc)
+    LOG.warning("%s failed (%s); using /proc/sysrq-trigger", action, reason)
+    try:
+        with open(sysrq, "w") as f:
+            f.write("b" if action == "reboot" else "o")
+    except OSError as exc:
+        raise errors.SystemRebootError(f"{action} failed ({reason}) and sysrq failed: {exc}"
+                                       ) from None
+
+
+class StandbyExtension(base.BaseAgentExtension):
+    def __init__(self, agent: Any = None) -> None:
+        super().__init__(agent=agent)
+        self.cached_image_id: str | None = None
+        self.partition_uuids: dict[str, Any] = {}
+        self.last_write: image_write.WriteResult | None = None
+        # Injectable: tests write to their own loop device, never touch the host's
+        # clock or disks, and never power off.
+        self.device_finder: Callable[[], str] = _install_device
+        self.power_action: Callable[[str], None] = power_action
+        self.clock_sync: Callable[[], None] = _set_hardware_clock
+        self.disk_sync: Callable[[], None] = _sync_all_disks
+        self.cache_dir = CACHE_DIR
+
+    # --- prepare_image ------------------------------------------------------------
+
+    @base.async_command("prepare_image", validator=validate_image_info)
+    def prepare_image(self, image_info: dict[str, Any],
+                      configdrive: str | None = None) -> dict[str, Any]:
+        """Write the image (and config drive) to the install disk; verified and synced."""
+        image_info = dict(image_info)
+        inline_cd = image_info.pop("configdrive", None)
+        configdrive = configdrive if configdrive is not None else inline_cd
+        device = self.device_finder()
+        image_id = str(image_info["id"])
+        opts = download_options(self.agent, image_info)
+        self.partition_uuids = {}
+        self.cached_image_id = None
+        expected = checksum.expected_checksum(
+            image_info, bool(conf_value(self.agent, "md5_enabled")),
+            fetch=lambda url: download.fetch_bytes(url, opts))
+        policy = image_write.FormatPolicy(
+            disk_format=image_info.get("disk_format"),
+            permitted=conf_value(self.agent, "permitted_image_formats"),
+            deep=not conf_value(self.agent, "disable_deep_image_inspection"))
+        LOG.info("Writing image %s from %s to %s", image_id,
+                 download.redact_url(image_info["urls"][0]), device)
+        with download.ImageStream(image_id, image_info["urls"], opts) as stream:
+            result = image_write.write_stream(
+                stream, device, expected, name=image_id,
+                location=download.redact_url(stream.url), policy=policy,
+                cache_dir=self.cache_dir)
+        self.last_write = result
+        configdrive_mod.rescan(device)
+        table = configdrive_mod.read_partition_table(device)
+        if table is None or not table.partitions:
+            raise errors.DeploymentError(
+                f"No partitions found on {device} after writing image {image_id}")
+        uuids: dict[str, Any] = {}
+        if configdrive:
+            content = configdrive_mod.decode(
+                configdrive, fetch=lambda url: download.fetch_bytes(url, opts))
+            part = configdrive_mod.write_configdrive(device, content)
+            uuids["partitions"] = {"configdrive": part}
+        root_uuid = configdrive_mod.disk_identifier(device)
+        uuids["root uuid"] = root_uuid
+        self.partition_uuids = uuids
+        self.cached_image_id = image_id
+        message = (f"image ({image_id}) written to device {device} root_uuid={root_uuid}")
+        return {"result": f"prepare_image: {message}", **self._figures(result)}
+
+    @staticmethod
+    def _figures(result: image_write.WriteResult) -> dict[str, Any]:
+        # Extra keys beside "result": Ironic reads only "result".
+        return {"bytes": result.bytes_downloaded, "bytes_written": result.bytes_written,
+                "seconds": round(result.seconds, 3), "mib_per_s": round(result.mib_per_s, 1),
+                "image_format": result.image_format, "compression": result.compression,
+                "resumes": result.resumes}
+
+    @base.sync_command("get_partition_uuids")
+    def get_partition_uuids(self) -> dict[str, Any]:
+        """The root (the disk identifier for whole-disk images) of the last write."""
+        if not self.partition_uuids:
+            LOG.warning("get_partition_uuids called before any image was written")
+        return dict(self.partition_uuids)
+
+    # --- power --------------------------------------------------------------------
+
+    def _shutdown(self, action: str) -> None:
+        try:
+            self.clock_sync()
+        except run.CommandError as exc:
+            if conf_value(self.agent, "fail_if_clock_not_set"):
+                raise errors.ClockSyncError(str(exc)) from None
+            LOG.warning("Could not set the hardware clock: %s", exc)
+        try:
+            self.disk_sync()
+        except Exception as exc:  # noqa: BLE001 - power off anyway, as upstream does
+            LOG.warning("Syncing before %s failed: %s", action, exc)
+        LOG.info("Running %s", action)
+        self.power_action(action)
+
+    @base.async_command("run_image")
+    def run_image(self) -> None:
+        """Reboot into the written image."""
+        self._shutdown("reboot")
+
+    @base.async_command("power_off")
+    def power_off(self) -> None:
+        """Power the node off (Ironic then boots it from disk)."""
+        self._shutdown("poweroff")
+
+    @base.sync_command("sync")
+    def sync(self) -> None:
+        """Flush every disk's caches."""
+        try:
+            self.disk_sync()
+        except errors.RESTError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as the command's error
+            raise errors.CommandExecutionError(f"sync failed: {exc}") from None
+
+
+def _set_hardware_clock() -> None:
+    run.run(["hwclock", "-v", "--systohc"], timeout=60)
+
+
+def _sync_all_disks() -> None:
+    from ironic_python_agent import hardware
+
+    os.sync()
+    hardware.dispatch_to_all_managers("full_sync")
+
+
+def _install_device() -> str:
+    from ironic_python_agent import hardware
+
+    return hardware.get_os_install_device(permit_refresh=True)
+
+
+EXTENSION = StandbyExtension

@@ -271,3 +271,24 @@ def test_missing_tools_give_null_and_one_warning(tmp_path, monkeypatch, caplog):
     assert first["bmc_address"] is None
     dmi_warnings = [r for r in caplog.records if "dmidecode" in r.getMessage()]
     assert len(dmi_warnings) == 1
+
+
+def test_bmc_skipped_when_the_cached_node_says_so(tmp_path, ipmi_dev, monkeypatch):
+    for key, value in fake_tools_env(tmp_path / "state").items():
+        monkeypatch.setenv(key, value)
+    hardware_conf()
+    hardware.cache_node({"uuid": "n", "skip_bmc_detect": True})
+    assert inventory.BMCProbe(dev=str(ipmi_dev)).address() is None
+
+
+class BrokenDisks(hardware.GenericHardwareManager):
+    def list_block_devices(self, include_partitions=False, all_serial_and_wwn=False):
+        raise OSError("sysfs vanished")
+
+
+def test_a_failing_piece_is_null_not_a_failed_inventory(caplog):
+    hardware_conf(allow=["nonexistent0"])
+    with caplog.at_level(logging.WARNING):
+        info = BrokenDisks().list_hardware_info()
+    assert info["disks"] == [] and info["cpu"]["count"] >= 1
+    assert any("sysfs vanished" in r.getMessage() for r in caplog.records)

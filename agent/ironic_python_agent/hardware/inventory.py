@@ -370,6 +370,12 @@ class BMCProbe:
 
 
 def skip_bmc() -> bool:
+    """Lookup's ``agent_skip_bmc_detect`` (set on the cached node) or the option."""
+    from ironic_python_agent.hardware import managers
+
+    node = managers.get_cached_node() or {}
+    if node.get("skip_bmc_detect"):
+        return True
     value = options.get("skip_bmc_detect", False)
     return bool(value) and str(value).lower() not in ("0", "false", "no")
 
@@ -508,23 +514,30 @@ def collect_boot_info(sys: str = "/sys") -> BootInfo:
 
 # --- the whole inventory ----------------------------------------------------------------
 
+def _safe(what: str, func: Any, empty: Any = None) -> Any:
+    """A piece of the inventory; an unexpected failure nulls it with one warning."""
+    try:
+        return to_json(func())
+    except Exception as exc:  # noqa: BLE001 - the inventory must never fail as a whole
+        warn_once(f"inventory-{what}", "Cannot collect %s (reported as %r): %s", what, empty,
+                  exc)
+        return empty
+
+
 def build(manager: Any) -> dict[str, Any]:
     """The inventory in upstream's key order, as plain JSON values."""
     info: dict[str, Any] = {
-        "interfaces": to_json(manager.list_network_interfaces()),
-        "cpu": to_json(manager.get_cpus()),
-        "disks": to_json(manager.list_block_devices()),
-        "memory": to_json(manager.get_memory()),
-        "bmc_address": manager.get_bmc_address(),
-        "bmc_v6address": manager.get_bmc_v6address(),
-        "system_vendor": to_json(manager.get_system_vendor_info()),
-        "boot": to_json(manager.get_boot_info()),
-        "hostname": socket.gethostname(),
+        "interfaces": _safe("interfaces", manager.list_network_interfaces, []),
+        "cpu": _safe("cpu", manager.get_cpus),
+        "disks": _safe("disks", manager.list_block_devices, []),
+        "memory": _safe("memory", manager.get_memory),
+        "bmc_address": _safe("bmc_address", manager.get_bmc_address),
+        "bmc_v6address": _safe("bmc_v6address", manager.get_bmc_v6address),
+        "system_vendor": _safe("system_vendor", manager.get_system_vendor_info),
+        "boot": _safe("boot", manager.get_boot_info),
+        "hostname": _safe("hostname", socket.gethostname),
     }
-    try:
-        mac = manager.get_bmc_mac()
-    except Exception:  # noqa: BLE001 - the MAC is optional in the inventory
-        mac = None
+    mac = _safe("bmc_mac", manager.get_bmc_mac)
     if mac:
         info["bmc_mac"] = mac
     return info

@@ -84,7 +84,7 @@ class Retry:
 
     def wait(self, attempt: int) -> float:
         """Seconds to sleep after failed try number *attempt* (1-based)."""
-        return min(self.max_wait, max(self.min_wait, self.multiplier * 2 ** (attempt - 1)))
+        return float(min(self.max_wait, max(self.min_wait, self.multiplier * 2 ** (attempt - 1))))
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,8 @@ def encode_name(name: str) -> bytes:
 def encode_query(ident: int, questions: Iterable[tuple[str, int]], *,
                  unicast: bool = True) -> bytes:
     qs = list(questions)
-    body = b"".join(encode_name(n) + struct.pack("!HH", t, CLASS_IN | (UNICAST_RESPONSE if unicast else 0))
-                    for n, t in qs)
+    qclass = CLASS_IN | (UNICAST_RESPONSE if unicast else 0)
+    body = b"".join(encode_name(n) + struct.pack("!HH", t, qclass) for n, t in qs)
     return struct.pack("!HHHHHH", ident, 0, len(qs), 0, 0, 0) + body
 
 
@@ -274,7 +274,7 @@ def _ask(sock: socket.socket, server: tuple[str, int], questions: list[tuple[str
         sock.settimeout(left)
         try:
             packet, _ = sock.recvfrom(9000)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             break
         try:
             message = decode_message(packet)
@@ -292,6 +292,11 @@ def _ask(sock: socket.socket, server: tuple[str, int], questions: list[tuple[str
 def _srv(records: Iterable[Record], instance: str) -> Record | None:
     return next((r for r in records if r.rtype == TYPE_SRV and r.target
                  and r.name.lower() == instance.lower()), None)
+
+
+def _has_address_of(host: str) -> Callable[[list[Record]], bool]:
+    return lambda seen: any(r.rtype in (TYPE_A, TYPE_AAAA) and r.name.lower() == host.lower()
+                            for r in seen)
 
 
 def get_endpoint(service: str, *, attempts: int = 3, timeout: float = 2.0,
@@ -318,11 +323,8 @@ def get_endpoint(service: str, *, attempts: int = 3, timeout: float = 2.0,
                 srv = _srv(records, instance)
                 if found is None and srv is not None and srv.target is not None:
                     # The responder named the host but left its address out.
-                    target = srv.target
-                    records += _ask(sock, server, [(target, TYPE_A), (target, TYPE_AAAA)], timeout,
-                                    lambda seen: any(r.rtype in (TYPE_A, TYPE_AAAA)
-                                                     and r.name.lower() == target.lower()
-                                                     for r in seen))
+                    records += _ask(sock, server, [(srv.target, TYPE_A), (srv.target, TYPE_AAAA)],
+                                    timeout, _has_address_of(srv.target))
                     found = endpoint_from_records(service, records)
         except OSError as exc:
             found, last_error = None, str(exc)

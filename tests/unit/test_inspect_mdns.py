@@ -22,7 +22,7 @@ def _answers(address: str = "192.0.2.5", port: int = 6385,
     rtype, packed = mdns.encode_address(address)
     answers = [mdns.encode_record(INSTANCE, mdns.TYPE_SRV, mdns.encode_srv(HOST, port)),
                mdns.encode_record(INSTANCE, mdns.TYPE_TXT,
-                                  mdns.encode_txt(txt if txt is not None else {"path": "/baremetal"}))]
+                                  mdns.encode_txt({"path": "/baremetal"} if txt is None else txt))]
     return answers, [mdns.encode_record(HOST, rtype, packed)]
 
 
@@ -42,7 +42,7 @@ def responder(answer: Responder) -> Iterator[tuple[tuple[str, int], list[mdns.Me
         while not stop.is_set():
             try:
                 packet, peer = sock.recvfrom(9000)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             query = mdns.decode_message(packet)
             queries.append(query)
@@ -74,12 +74,13 @@ def test_decode_follows_compression_pointers() -> None:
     # A hand-built answer in which the SRV target and the A record name point back.
     head = struct.pack("!HHHHHH", 7, 0x8400, 0, 2, 0, 0)
     name = mdns.encode_name(INSTANCE)
-    # offset of "local." inside the first name: 12 + len("\x09baremetal") + len("\x0a_openstack") + len("\x04_tcp")
+    # "local." inside the first name: header, then "\x09baremetal", "\x0a_openstack", "\x04_tcp"
     local_at = 12 + 10 + 11 + 5
     srv_rdata = struct.pack("!HHH", 0, 0, 443) + b"\x06ironic" + b"\xc0" + bytes([local_at])
     srv = name + struct.pack("!HHIH", 33, 0x8001, 120, len(srv_rdata)) + srv_rdata
     target_at = len(head) + len(name) + 10 + 6
-    a = b"\xc0" + bytes([target_at]) + struct.pack("!HHIH", 1, 0x8001, 120, 4) + bytes([198, 51, 100, 7])
+    a = (b"\xc0" + bytes([target_at]) + struct.pack("!HHIH", 1, 0x8001, 120, 4)
+         + bytes([198, 51, 100, 7]))
     message = mdns.decode_message(head + srv + a)
     assert message.records[0].target == "ironic.local."
     assert message.records[0].port == 443
@@ -148,6 +149,7 @@ def test_get_endpoint_asks_for_the_address_when_left_out() -> None:
 
 def test_get_endpoint_fails_clearly_after_its_attempts() -> None:
     with responder(lambda query: None) as (server, queries):
-        with pytest.raises(errors.ServiceLookupFailure, match="baremetal-introspection.*3 attempts"):
+        with pytest.raises(errors.ServiceLookupFailure,
+                           match="baremetal-introspection.*3 attempts"):
             mdns.get_endpoint("baremetal-introspection", server=server, timeout=0.2)
     assert len(queries) == 3

@@ -87,7 +87,8 @@ def missing_dhcp(links: Mapping[str, Mapping[str, Any]], pxe_mac: str | None,
             continue
         if not link["ipv4"]:
             waiting.append(name)
-    if not all_interfaces and pxe_mac and not any(l["mac"] == pxe_mac for l in links.values()):
+    known = any(link["mac"] == pxe_mac for link in links.values())
+    if not all_interfaces and pxe_mac and not known:
         waiting.append(pxe_mac)
     return waiting
 
@@ -150,7 +151,7 @@ def _managers() -> list[dict[str, Any]]:
         try:
             version = manager.get_version()
         except Exception:  # noqa: BLE001
-            version = {"name": type(manager).__name__, "version": None}
+            version = {"name": type(manager).__name__}
         found.append({"name": version.get("name"), "version": version.get("version")})
     return found
 

@@ -14,8 +14,9 @@ def parse_records(text: str) -> list[tuple[str, DmiRecord]]:
     """Records of dmidecode's text output as ``(title, fields)`` pairs.
 
     A record is a ``Handle 0x…, DMI type N, M bytes`` line, a title line and
-    tab-indented ``Key: Value`` lines; the Handle line is kept as ``Handle``. A key with an empty value followed by
-    lines indented twice (``Characteristics:``) becomes a list of those lines.
+    tab-indented ``Key: Value`` lines; the Handle line is kept as ``Handle``.
+    A key with an empty value followed by lines indented twice
+    (``Characteristics:``) becomes a list of those lines.
     """
     records: list[tuple[str, DmiRecord]] = []
     fields: DmiRecord | None = None
@@ -50,7 +51,7 @@ def parse_records(text: str) -> list[tuple[str, DmiRecord]]:
 
 
 def parse_dmi(text: str) -> dict[str, Any]:
-    """``{"bios": {...}, "cpu": [{...}], "memory": {..., "Number Of Devices": N, "devices": [...]}}``.
+    """``{"bios": {...}, "cpu": [...], "memory": {..., "Number Of Devices": N, "devices": [...]}}``.
 
     ``bios`` holds the BIOS Information record, ``cpu`` one entry per
     Processor Information record, ``memory`` the first Physical Memory Array's

@@ -51,7 +51,8 @@ def numa_topology(nodes_root: Path = NODES, net_root: Path = NET) -> dict[str, A
         raise errors.IncompatibleNumaFormatError(f"cannot read {nodes_root}: {exc}") from exc
     if not nodes:
         raise errors.IncompatibleNumaFormatError(f"no NUMA nodes under {nodes_root}")
-    ram, cpus = [], []
+    ram: list[dict[str, int]] = []
+    cpus: list[dict[str, Any]] = []
     for node_id, path in nodes:
         try:
             match = _MEMTOTAL.search((path / "meminfo").read_text())

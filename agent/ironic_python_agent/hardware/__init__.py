@@ -10,17 +10,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from ironic_python_agent.hardware.devices import (CPU, BlockDevice, BootInfo, CPUCore,
-                                                  Memory, NetworkInterface, SystemFirmware,
-                                                  SystemVendorInfo)
+from ironic_python_agent.hardware.devices import (
+    CPU,
+    BlockDevice,
+    BootInfo,
+    CPUCore,
+    Memory,
+    NetworkInterface,
+    SystemFirmware,
+    SystemVendorInfo,
+)
 from ironic_python_agent.hardware.generic import GenericHardwareManager
-from ironic_python_agent.hardware.managers import (ENTRY_POINT_GROUP, HardwareManager,
-                                                   HardwareSupport, HardwareType, cache_node,
-                                                   check_versions, clear_managers,
-                                                   dispatch_to_all_managers,
-                                                   dispatch_to_managers, get_cached_node,
-                                                   get_current_versions, get_managers,
-                                                   get_managers_detail, update_cached_node)
+from ironic_python_agent.hardware.managers import (
+    ENTRY_POINT_GROUP,
+    HardwareManager,
+    HardwareSupport,
+    HardwareType,
+    cache_node,
+    check_versions,
+    clear_managers,
+    dispatch_to_all_managers,
+    dispatch_to_managers,
+    get_cached_node,
+    get_current_versions,
+    get_managers,
+    get_managers_detail,
+    update_cached_node,
+)
 from ironic_python_agent.hardware.options import configure
 
 __all__ = [

@@ -9,8 +9,14 @@ from typing import Any
 
 from ironic_python_agent import errors, run
 from ironic_python_agent.hardware import disks, erase, inventory, managers, options, root_hints
-from ironic_python_agent.hardware.devices import (CPU, BlockDevice, BootInfo, Memory,
-                                                  NetworkInterface, SystemVendorInfo)
+from ironic_python_agent.hardware.devices import (
+    CPU,
+    BlockDevice,
+    BootInfo,
+    Memory,
+    NetworkInterface,
+    SystemVendorInfo,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -211,7 +217,8 @@ class GenericHardwareManager(managers.HardwareManager):
         from ironic_python_agent.extensions import base
 
         standby = base.get_extension("standby")
-        result = standby.prepare_image(image_info=image_info, configdrive=configdrive)
+        prepare = getattr(standby, "prepare_image")  # noqa: B009 - an extension command
+        result = prepare(image_info=image_info, configdrive=configdrive)
         result.join()
         if result.command_error is not None:
             raise result.command_error

@@ -26,9 +26,16 @@ from typing import Any
 
 from ironic_python_agent import run
 from ironic_python_agent.hardware import options
-from ironic_python_agent.hardware.devices import (CPU, BootInfo, CPUCore, Memory,
-                                                  NetworkInterface, SystemFirmware,
-                                                  SystemVendorInfo, to_json)
+from ironic_python_agent.hardware.devices import (
+    CPU,
+    BootInfo,
+    CPUCore,
+    Memory,
+    NetworkInterface,
+    SystemFirmware,
+    SystemVendorInfo,
+    to_json,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -475,7 +482,7 @@ def read_interface(name: str, ipv6: dict[str, list[str]],
               if os.path.exists(f"{base}/device/driver") else None)
     return NetworkInterface(
         name=name, mac_addr=mac, ipv4_address=ipv4_address(name),
-        ipv6_address=(ipv6.get(name) or [None])[0],
+        ipv6_address=next(iter(ipv6.get(name) or []), None),
         has_carrier=_read(f"{base}/carrier") == "1", lldp=None,
         vendor=vendor, product=_read(f"{base}/device/device"), client_id=client_id,
         biosdevname=bios_given_name(name), speed_mbps=speed_mbps,

@@ -33,7 +33,7 @@ def deduplicate(candidates: dict[str, list[dict[str, Any]]],
     best: dict[str, tuple[tuple[int, int, str], str, dict[str, Any]]] = {}
     for manager_name, steps in candidates.items():
         for step in steps or []:
-            name = step.get("step")
+            name = str(step.get("step"))
             # Sort key: larger is better for support and priority, smaller name wins.
             key = (support.get(manager_name, 0), int(step.get("priority") or 0),
                    manager_name)

@@ -198,3 +198,16 @@ def test_get_os_install_device_uses_cached_node_hints(tmp_path):
             "root_device": {"size": 6}, "skip_block_devices": [{"name": b}]}})
         with pytest.raises(errors.DeviceNotFound):
             hardware.get_os_install_device()
+
+
+def test_allowlist_from_a_config_file(tmp_path):
+    from oslo_config import cfg
+
+    from ironic_python_agent.hardware import options
+
+    conf_file = tmp_path / "agent.conf"
+    conf_file.write_text("[DEFAULT]\nblock_device_allowlist = loop3, /dev/sdb\n")
+    conf = cfg.ConfigOpts()
+    conf([], default_config_files=[str(conf_file)], default_config_dirs=[])
+    hardware.configure(conf=conf)  # registered after parsing, as the agent does
+    assert options.allowlist() == {"loop3", "sdb"}

@@ -148,25 +148,30 @@ def child_lean(url: str, dev: str, sha: str, disk_format: str) -> None:
     print(json.dumps({"rss_mib": round(peak_rss_mib(), 1), "seconds": result.seconds}))
 
 
+# Upstream's own functions on the same images. Only environment glue is
+# replaced: this build host has no udev and fuser cannot read other
+# processes' fds, and upstream's config must be registered first.
 UPSTREAM_DRIVER = r"""
 import json, sys, time
 from oslo_config import cfg
 from ironic_python_agent import config
-config.CONF = cfg.CONF
-try:
-    config.list_opts
-except AttributeError:
-    pass
-from ironic_python_agent.extensions import standby
-url, dev, sha, fmt = sys.argv[1:5]
+config.populate_config()
 cfg.CONF([], project="ironic-python-agent")
 cfg.CONF.set_override("image_download_connection_retries", 1)
+from ironic_python_agent import disk_utils
+from ironic_python_agent.extensions import standby
+disk_utils.udev_settle = lambda: None
+disk_utils.trigger_device_rescan = lambda *a, **k: True
+disk_utils.wait_for_disk_to_become_available = lambda *a, **k: None  # fuser: no /proc access
+url, dev, sha, fmt = sys.argv[1:5]
 info = {"id": "bench-up", "urls": [url], "disk_format": fmt, "container_format": "bare",
         "stream_raw_images": fmt == "raw", "os_hash_algo": "sha256", "os_hash_value": sha,
         "image_type": "whole-disk"}
+ext = standby.StandbyExtension()
+ext.partition_uuids = {}
 start = time.monotonic()
 if fmt == "raw":
-    standby._stream_raw_image_onto_device(info, dev)
+    ext._stream_raw_image_onto_device(info, dev)
 else:
     standby._download_image(info)
     standby._write_image(info, dev)

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Image-write benchmark: lean-ipa against shell-pipeline ceilings and upstream 13.0.0.
 
-    ./build.sh bench imagewrite [--size-mib 2048] [--runs 2] [--no-upstream]
+    ./build.sh bench imagewrite [--size-mib=2048] [--runs=2] [--no-upstream]
     python -m tests.bench.imagewrite ...   (as root: it makes a loop device)
 
 One loopback image server (sendfile) and one loop device (backed by tmpfs so
@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-upstream", action="store_true")
     p.add_argument("--child", nargs=4, metavar=("URL", "DEV", "SHA", "FORMAT"),
                    help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args, _ = p.parse_known_args(argv)  # ./build.sh bench passes every flag to every bench
     if args.child:
         child_lean(*args.child)
         return 0

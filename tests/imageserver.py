@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.server
 import os
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class Behaviour:
     status_times: int = 0  # ... this many times (0 with status set = always)
     auth: str | None = None  # required Authorization header value
     redirect_to: str | None = None
+    stall_at: list[int] = field(default_factory=list)  # pause here once, for stall_seconds
+    stall_seconds: float = 0.0
 
 
 @dataclass
@@ -93,7 +96,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if drop is not None:
             b.drop_at.remove(drop)
             stop = drop
+        stall = next((d for d in sorted(b.stall_at) if start <= d < stop), None)
         with open(entry.path, "rb") as f:
+            if stall is not None:
+                b.stall_at.remove(stall)
+                self._send(f, start, stall, b.bytes_per_second)
+                time.sleep(b.stall_seconds)
+                start = stall
             self._send(f, start, stop, b.bytes_per_second)
         if drop is not None or b.length_delta > 0:
             self.close_connection = True
@@ -134,15 +143,21 @@ class _Server(http.server.ThreadingHTTPServer):
 class ImageServer:
     """An HTTP server on 127.0.0.1 (ephemeral port) in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.routes = {}
         self.port = self._server.server_address[1]
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.1}, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def serve(self, path: str, file: str | os.PathLike[str],
               behaviour: Behaviour | None = None) -> str:

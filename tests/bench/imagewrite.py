@@ -186,7 +186,9 @@ print(json.dumps({"rss_mib": round(hwm, 1), "seconds": seconds}))
 
 def upstream_ready() -> bool:
     return (UPSTREAM_VENV / "bin/python").exists() and subprocess.run(
-        [str(UPSTREAM_VENV / "bin/python"), "-c", "import ironic_python_agent.extensions.standby"],
+        [str(UPSTREAM_VENV / "bin/python"), "-c",
+         "from ironic_python_agent import config; config.populate_config(); "
+         "import ironic_python_agent.extensions.standby"],
         capture_output=True).returncode == 0
 
 

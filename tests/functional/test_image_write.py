@@ -286,3 +286,36 @@ def test_qcow2_cache_too_big_for_ram_is_a_clear_error(server: ImageServer, disk:
         image_write.CACHE_RAM_RESERVE = old
         shutil.rmtree("/dev/shm/lean-ipa-test", ignore_errors=True)
     assert read_device(disk, MIB) == b"\xee" * MIB
+
+
+def test_stalled_connection_is_resumed(server: ImageServer, disk: str,
+                                       images: dict[str, Path]) -> None:
+    url = server.serve("/disk.raw", images["raw"],
+                       Behaviour(stall_at=[7 * MIB], stall_seconds=3))
+    result = write([url], disk, file_digest(images["raw"]), connect_timeout=0.5)
+    assert_on_disk(disk, images["raw"])
+    assert result.resumes >= 1
+    assert server.requests("/disk.raw")[1]["range"] is not None
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_with_cafile_insecure_and_refusal(disk: str, images: dict[str, Path],
+                                                tls_cert: tuple[str, str]) -> None:
+    with ImageServer(tls=tls_cert) as srv:
+        url = srv.serve("/disk.raw", images["raw"], Behaviour(drop_at=[5 * MIB]))
+        write([url], disk, file_digest(images["raw"]), cafile=tls_cert[0],
+              tls_min_version="1.2")
+        assert_on_disk(disk, images["raw"])
+        with pytest.raises(errors.ImageDownloadError, match="CERTIFICATE_VERIFY_FAILED"):
+            write([url], disk, file_digest(images["raw"]), retries=0)
+        write([url], disk, file_digest(images["raw"]), insecure=True)
+        assert_on_disk(disk, images["raw"])

@@ -189,11 +189,14 @@ def upstream_shims(directory: Path) -> Path:
     return directory
 
 
-def render_agent_config(api_url: str, port: int, auto_tls: bool,
+def render_agent_config(api_url: str | None, port: int, auto_tls: bool,
                         extra: Mapping[str, object] | None = None) -> str:
-    """A private [DEFAULT] section: talk to *api_url*, listen and advertise on loopback."""
+    """A private [DEFAULT] section: talk to *api_url*, listen and advertise on loopback.
+
+    Without *api_url* the agent must get it elsewhere (kernel parameters).
+    """
     options: dict[str, object] = {
-        "api_url": api_url,
+        **({"api_url": api_url} if api_url else {}),
         "listen_host": "127.0.0.1",
         "listen_port": port,
         "advertise_host": "127.0.0.1",
@@ -217,18 +220,22 @@ class AgentProcess:
                  extra: Mapping[str, object] | None = None,
                  sections: Mapping[str, Mapping[str, object]] | None = None,
                  name: str = "agent", args: list[str] | None = None,
-                 path_prefix: list[Path] | None = None) -> None:
+                 path_prefix: list[Path] | None = None,
+                 env: Mapping[str, str] | None = None,
+                 api_url_in_config: bool = True) -> None:
         self.port = ironic.free_port()
         self.workdir = workdir
         self.conf = workdir / f"{name}.conf"
         self.log = workdir / f"{name}.log"
-        text = render_agent_config(api_url, self.port, auto_tls, extra)
+        text = render_agent_config(api_url if api_url_in_config else None, self.port,
+                                   auto_tls, extra)
         for section, options in (sections or {}).items():
             text += f"\n[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(text)
         self.argv = [*command, "--config-file", str(self.conf), *(args or [])]
         self.path_prefix = [str(p) for p in path_prefix or []]
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
@@ -245,7 +252,7 @@ class AgentProcess:
         # An empty environment but PATH: the agent must not depend on ours.
         path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         env = {"PATH": os.pathsep.join([*self.path_prefix, path]),
-               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", **self.extra_env}
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.workdir,
                                      start_new_session=True)

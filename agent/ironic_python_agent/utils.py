@@ -28,3 +28,21 @@ def execute(*cmd: Any, check_exit_code: Any = True, process_input: Any = None,
         done = run.run(argv, check=bool(check_exit_code), input=process_input,
                        timeout=timeout, env=env_variables, binary=binary)
     return done.stdout, done.stderr
+
+
+def try_execute(*cmd: Any, **kwargs: Any) -> tuple[Any, Any] | None:
+    """:func:`execute`, but a failure is logged and gives None."""
+    try:
+        return execute(*cmd, **kwargs)
+    except run.CommandError as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("Command failed: %s", exc)
+        return None
+
+
+def get_agent_params() -> dict[str, str]:
+    """The kernel parameters the agent was started with (a copy)."""
+    from ironic_python_agent.hardware import options
+
+    return dict(options.params())

@@ -211,3 +211,19 @@ def test_allowlist_from_a_config_file(tmp_path):
     conf([], default_config_files=[str(conf_file)], default_config_dirs=[])
     hardware.configure(conf=conf)  # registered after parsing, as the agent does
     assert options.allowlist() == {"loop3", "sdb"}
+
+
+def test_upstream_helpers(two_managers, tmp_path):
+    from ironic_python_agent import run, utils
+
+    assert hardware.deduplicate_steps({"Plain": [{"step": "x", "priority": 1}],
+                                       "Mainline": [{"step": "x", "priority": 0}]}) == {
+        "Plain": [], "Mainline": [{"step": "x", "priority": 0}]}
+    out, err = utils.execute("sh", "-c", "echo hi; echo oops >&2")
+    assert (out, err) == ("hi\n", "oops\n")
+    with pytest.raises(run.CommandError):
+        utils.execute("false")
+    assert utils.execute("false", check_exit_code=[0, 1]) == ("", "")
+    assert utils.try_execute("false") is None
+    hardware.configure(params={"ipa-debug": "1"})
+    assert utils.get_agent_params() == {"ipa-debug": "1"}

@@ -43,11 +43,20 @@ __all__ = [
     "BlockDevice", "BootInfo", "CPU", "CPUCore", "ENTRY_POINT_GROUP",
     "GenericHardwareManager", "HardwareManager", "HardwareSupport", "HardwareType", "Memory",
     "NetworkInterface", "SystemFirmware", "SystemVendorInfo", "cache_node", "check_versions",
-    "clear_managers", "configure", "dispatch_to_all_managers", "dispatch_to_managers",
+    "clear_managers", "configure", "deduplicate_steps", "dispatch_to_all_managers", "dispatch_to_managers",
     "get_cached_node", "get_current_versions", "get_managers", "get_managers_detail",
     "get_os_install_device", "list_all_block_devices", "list_hardware_info",
     "update_cached_node",
 ]
+
+
+def deduplicate_steps(candidate_steps: dict[str, list[dict[str, Any]]]
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Upstream's merge of steps from several managers (see hardware/steps.py)."""
+    from ironic_python_agent.hardware import steps
+
+    support = {d["name"]: d["support"] for d in get_managers_detail()}
+    return steps.deduplicate(candidate_steps, support)
 
 
 def list_hardware_info(use_cache: bool = True) -> dict[str, Any]:

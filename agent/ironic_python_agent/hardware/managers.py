@@ -165,7 +165,7 @@ def get_managers() -> list[HardwareManager]:
 
 def get_managers_detail() -> list[dict[str, Any]]:
     """Each active manager with its support level (best first)."""
-    return [{"name": type(m).__name__, "manager": m,
+    return [{"name": type(m).__name__, "manager": m, "version": m.get_version()["version"],
              "support": int(m.evaluate_hardware_support())} for m in get_managers()]
 
 

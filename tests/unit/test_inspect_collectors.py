@@ -166,6 +166,15 @@ def test_parse_ip_addr_and_dhcp_waiting() -> None:
     assert collectors.missing_dhcp(links, "00:11:22:33:44:55", False) == ["00:11:22:33:44:55"]
 
 
+def test_dhcp_candidates_are_nics_bonds_and_vlans(tmp_path: Path) -> None:
+    for name in ("eth0", "bond0", "eth0.100", "virbr0", "dummy0"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "eth0" / "device").mkdir()
+    (tmp_path / "bond0" / "bonding").mkdir()
+    assert [n for n in ("eth0", "bond0", "eth0.100", "virbr0", "dummy0")
+            if collectors.is_candidate(n, tmp_path)] == ["eth0", "bond0", "eth0.100"]
+
+
 def test_no_dhcp_wait_without_bootif() -> None:
     assert collectors.wait_for_dhcp(collectors.Context(params={})) is False
 

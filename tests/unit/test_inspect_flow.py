@@ -143,3 +143,15 @@ def test_third_party_collectors_run_with_upstreams_contract(plugin_on_path: Path
     assert "collector broken failed: hard problem" in error
     assert "unknown inspection collector nosuch" in error
     assert "site" in error  # the message lists what is available
+
+
+def test_daemon_interval_backs_off_and_recovers() -> None:
+    from ironic_python_agent.cmd.inspect import next_interval
+
+    base = 300.0
+    interval = base
+    seen = []
+    for ok in (False, False, False, True):
+        interval = next_interval(interval, base, ok)
+        seen.append(round(interval, 1))
+    assert seen == [810.0, 1200.0, 1200.0, 300.0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,16 @@ def parse_ip_addr(text: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+_VLAN_NAME = re.compile(r"\.\d+$")
+
+
+def is_candidate(name: str, sys_class_net: Path) -> bool:
+    """Whether the inventory reports *name*: a physical NIC, a bond or a VLAN."""
+    entry = sys_class_net / name
+    return ((entry / "device").exists() or (entry / "bonding").is_dir()
+            or bool(_VLAN_NAME.search(name)))
+
+
 def missing_dhcp(links: Mapping[str, Mapping[str, Any]], pxe_mac: str | None,
                  all_interfaces: bool) -> list[str]:
     """Interfaces still waiting for an IPv4 address (all of them, or the PXE one)."""
@@ -109,8 +120,12 @@ def wait_for_dhcp(context: Context) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            waiting = missing_dhcp(parse_ip_addr(run(["ip", "-j", "addr"], log=False).stdout),
-                                   pxe_mac, all_interfaces)
+            links = parse_ip_addr(run(["ip", "-j", "addr"], log=False).stdout)
+            net = context.sysfs / "class" / "net"
+            # Like the inventory, "all interfaces" means NICs, bonds and VLANs, not
+            # bridges, dummies or veths that will never see a DHCP server.
+            links = {n: link for n, link in links.items() if is_candidate(n, net)}
+            waiting = missing_dhcp(links, pxe_mac, all_interfaces)
         except Exception as exc:  # noqa: BLE001 - keep waiting through transient errors
             waiting = [f"({exc})"]
         if not waiting:

@@ -316,6 +316,12 @@ class Agent(base.ExecuteCommandMixin):
     def run(self) -> None:
         """Run until stopped (signal, rescue, lockdown). Raises on fatal errors."""
         self.started_at = time.time()
+        try:
+            from ironic_python_agent import hardware
+
+            hardware.configure(conf=self.conf, params=self.params)
+        except ImportError:
+            pass
         base.init_ext_manager(self)
         hw = threading.Thread(target=self._init_hardware, name="hardware-init", daemon=True)
         hw.start()

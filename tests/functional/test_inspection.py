@@ -1,87 +1,33 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Inspection against a loopback inspector: a werkzeug server on 127.0.0.1 that
-records every post and answers from a script (errors first, then success)."""
+"""Inspection against a loopback inspector (tests/fake_inspector.py): a werkzeug
+server on 127.0.0.1 that records every post and answers from a script (errors
+first, then success)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from oslo_config import cfg
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from ironic_python_agent import config, errors, inspector
+from tests.fake_inspector import FakeInspector
 
 FAST = inspector.Retry(attempts=4, min_wait=0.05, max_wait=0.2)
 SCRIPT = Path(sys.executable).parent / "ironic-collect-introspection-data"
 
 
-@dataclass
-class Post:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-@dataclass
-class LoopbackInspector:
-    """Answers POST /v1/continue and /v1/continue_inspection.
-
-    ``script`` holds ``(status, body)`` answers used in order; once it runs
-    out every post gets 202 ``{"uuid": node_uuid}``.
-    """
-
-    node_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    script: list[tuple[int, Any]] = field(default_factory=list)
-    posts: list[Post] = field(default_factory=list)
-    port: int = 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        if request.method != "POST" or request.path not in ("/v1/continue",
-                                                            "/v1/continue_inspection"):
-            return Response("not found", status=404)(environ, start_response)
-        self.posts.append(Post(request.path, dict(request.headers),
-                               json.loads(request.get_data() or b"null")))
-        status, body = self.script.pop(0) if self.script else (202, {"uuid": self.node_uuid})
-        return Response(json.dumps(body), status=status,
-                        mimetype="application/json")(environ, start_response)
-
-    def url(self, path: str = "/v1/continue") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_for_posts(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.posts) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.posts) >= count, f"{len(self.posts)} posts after {timeout} s"
-
-
 @pytest.fixture
-def server() -> Iterator[LoopbackInspector]:
-    app = LoopbackInspector()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    app.port = httpd.server_port
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        httpd.shutdown()
-        thread.join()
+def server() -> Iterator[FakeInspector]:
+    with FakeInspector() as inspector:
+        yield inspector
 
 
 def closed_port() -> int:
@@ -120,7 +66,7 @@ def broken_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_agent_flow_posts_inventory_and_collectors(server: LoopbackInspector,
+def test_agent_flow_posts_inventory_and_collectors(server: FakeInspector,
                                                    broken_plugin: Path) -> None:
     conf = make_conf(inspection_callback_url=server.url("/v1/continue_inspection"),
                      inspection_collectors="default,broken,pci-devices,numa-topology,"
@@ -148,13 +94,13 @@ def test_agent_flow_posts_inventory_and_collectors(server: LoopbackInspector,
     assert "collector broken failed: this collector always fails" in data["error"]
 
 
-def test_returns_the_node_uuid(server: LoopbackInspector) -> None:
+def test_returns_the_node_uuid(server: FakeInspector) -> None:
     conf = make_conf(inspection_callback_url=server.url(), inspection_collectors="pci-devices")
     assert inspector.inspect(conf, {}, retry=FAST) == server.node_uuid
     assert server.posts[0].body["error"] is None
 
 
-def test_ironic_style_answer_with_node_and_config(server: LoopbackInspector) -> None:
+def test_ironic_style_answer_with_node_and_config(server: FakeInspector) -> None:
     server.script = [(202, {"node": {"uuid": "4a9c1bd2-0000-4000-8000-000000000001"},
                             "config": {"heartbeat_timeout": 300}})]
     conf = make_conf(inspection_callback_url=server.url("/v1/continue_inspection"),
@@ -162,7 +108,7 @@ def test_ironic_style_answer_with_node_and_config(server: LoopbackInspector) -> 
     assert inspector.inspect(conf, {}, retry=FAST) == "4a9c1bd2-0000-4000-8000-000000000001"
 
 
-def test_retries_on_5xx_and_409(server: LoopbackInspector) -> None:
+def test_retries_on_5xx_and_409(server: FakeInspector) -> None:
     server.script = [(503, {"error": "busy"}), (500, "oops"), (409, {"error": "locked"})]
     conf = make_conf(inspection_callback_url=server.url(), inspection_collectors="pci-devices")
     assert inspector.inspect(conf, {}, retry=FAST) == server.node_uuid
@@ -170,7 +116,7 @@ def test_retries_on_5xx_and_409(server: LoopbackInspector) -> None:
     assert server.posts[0].body == server.posts[3].body
 
 
-def test_client_error_is_not_retried(server: LoopbackInspector) -> None:
+def test_client_error_is_not_retried(server: FakeInspector) -> None:
     server.script = [(404, {"error_message": "node not found"})]
     conf = make_conf(inspection_callback_url=server.url(), inspection_collectors="pci-devices")
     with pytest.raises(errors.InspectionError, match="error 404.*node not found"):
@@ -178,7 +124,7 @@ def test_client_error_is_not_retried(server: LoopbackInspector) -> None:
     assert len(server.posts) == 1
 
 
-def test_gives_up_after_the_retries(server: LoopbackInspector) -> None:
+def test_gives_up_after_the_retries(server: FakeInspector) -> None:
     server.script = [(503, "down")] * 10
     conf = make_conf(inspection_callback_url=server.url(), inspection_collectors="pci-devices")
     with pytest.raises(errors.InspectionError, match="after 4 tries.*503"):
@@ -186,7 +132,7 @@ def test_gives_up_after_the_retries(server: LoopbackInspector) -> None:
     assert len(server.posts) == 4
 
 
-def test_connection_error_moves_to_the_next_url(server: LoopbackInspector) -> None:
+def test_connection_error_moves_to_the_next_url(server: FakeInspector) -> None:
     dead = f"http://127.0.0.1:{closed_port()}/v1/continue"
     conf = make_conf(inspection_callback_url=f"{dead},{server.url()}",
                      inspection_collectors="pci-devices")
@@ -201,7 +147,7 @@ def test_unreachable_callback_raises() -> None:
         inspector.inspect(conf, {}, retry=FAST)
 
 
-def test_api_url_with_collectors_posts_to_continue_inspection(server: LoopbackInspector) -> None:
+def test_api_url_with_collectors_posts_to_continue_inspection(server: FakeInspector) -> None:
     conf = make_conf(api_url=f"http://127.0.0.1:{server.port}", inspection_collectors="pci-devices")
     assert inspector.inspect(conf, {}, retry=FAST) == server.node_uuid
     assert server.posts[0].path == "/v1/continue_inspection"
@@ -215,7 +161,7 @@ def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
                           timeout=timeout, env={**os.environ, "PYTHONPATH": ""})
 
 
-def test_script_one_shot_posts_and_exits_0(server: LoopbackInspector) -> None:
+def test_script_one_shot_posts_and_exits_0(server: FakeInspector) -> None:
     result = run_script("--inspection_callback_url", server.url(),
                         "--inspection_collectors", "default,numa-topology")
     assert result.returncode == 0, result.stderr
@@ -241,7 +187,7 @@ def test_script_without_url_exits_2() -> None:
     assert "no --inspection_callback_url given" in result.stderr
 
 
-def test_script_daemon_keeps_posting(server: LoopbackInspector) -> None:
+def test_script_daemon_keeps_posting(server: FakeInspector) -> None:
     server.script = [(503, "first one fails")]
     proc = subprocess.Popen([str(SCRIPT), "--inspection_callback_url", server.url(),
                              "--inspection_collectors", "pci-devices",

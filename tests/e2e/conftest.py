@@ -139,7 +139,8 @@ class Flow:
         agent = host.AgentProcess(host.our_agent_command(), self.artifacts,
                                   self.ironic.service.url, auto_tls=auto_tls, extra=extra,
                                   name=f"agent-{self.runs}", env={"LEAN_IPA_CMDLINE": cmdline},
-                                  api_url_in_config=use_config_api_url)
+                                  api_url_in_config=use_config_api_url,
+                                  path_prefix=[host.host_guards(self.artifacts / "guards")])
         self.agent = agent.start()
         return agent
 

@@ -189,6 +189,26 @@ def upstream_shims(directory: Path) -> Path:
     return directory
 
 
+# Commands an agent runs at the end of a deploy or a rescue to power the machine off
+# or reboot it. As a host process it would take the test machine down with it (and
+# falls back to /proc/sysrq-trigger when they fail), so every e2e agent runs with
+# these shadowed by no-ops that only leave a note.
+HOST_GUARDED_COMMANDS = ("poweroff", "reboot", "shutdown", "halt", "systemctl", "hwclock",
+                         "kexec")
+
+
+def host_guards(directory: Path) -> Path:
+    """A PATH directory shadowing :data:`HOST_GUARDED_COMMANDS` with logged no-ops."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in HOST_GUARDED_COMMANDS:
+        shim = directory / name
+        if not shim.exists():
+            shim.write_text(f"#!/bin/sh\necho \"e2e guard: not running {name} $*\" >&2\n"
+                            "exit 0\n")
+            shim.chmod(0o755)
+    return directory
+
+
 def render_agent_config(api_url: str | None, port: int, auto_tls: bool,
                         extra: Mapping[str, object] | None = None) -> str:
     """A private [DEFAULT] section: talk to *api_url*, listen and advertise on loopback.

@@ -253,6 +253,15 @@ def node_uuid(answer: Mapping[str, Any]) -> str | None:
     return str(uuid) if uuid else None
 
 
+# Upstream's collector functions lived in this module; keep their names importable.
+collect_default = builtin.collect_default
+collect_logs = builtin.collect_logs
+collect_extra_hardware = builtin.collect_extra_hardware
+collect_pci_devices_info = builtin.collect_pci_devices
+collect_lldp = builtin.collect_lldp
+collect_usb_devices = builtin.collect_usb_devices
+wait_for_dhcp = builtin.wait_for_dhcp
+
 IPMI_USER_ID = "2"
 IPMI_CHANNEL = "1"
 

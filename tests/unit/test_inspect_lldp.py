@@ -85,3 +85,21 @@ def test_is_up_reads_the_flags(tmp_path: Path) -> None:
     assert lldp.is_up("eth0", tmp_path)
     assert not lldp.is_up("eth1", tmp_path)
     assert not lldp.is_up("eth2", tmp_path)
+
+
+def test_lldp_collector_listens_on_the_inventory_interfaces() -> None:
+    from oslo_config import cfg
+
+    from ironic_python_agent.inspection import collectors
+    from ironic_python_agent.inspector import AccumulatedFailures
+
+    conf = cfg.ConfigOpts()
+    conf.register_opts([cfg.FloatOpt("lldp_timeout", default=10.0)])
+    conf([])
+    data = {"inventory": {"interfaces": [{"name": "lo"}]}}
+    sender = _send_on_lo(sample_frame(), 0.3)
+    try:
+        collectors.collect_lldp(data, AccumulatedFailures(), collectors.Context(conf=conf))
+    finally:
+        sender.join()
+    assert data["lldp_raw"] == {"lo": [list(t) for t in lldp.parse_tlvs(sample_frame())]}

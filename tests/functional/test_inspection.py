@@ -181,10 +181,16 @@ def test_script_exits_1_with_a_clear_message_when_unreachable() -> None:
     assert "cannot connect to" in result.stderr
 
 
-def test_script_without_url_exits_2() -> None:
+def test_script_without_or_with_a_bad_url_exits_2() -> None:
     result = run_script()
     assert result.returncode == 2
     assert "no --inspection_callback_url given" in result.stderr
+    result = run_script("--inspection_callback_url", "ftp://inspector/v1/continue")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ironic-collect-introspection-data: option inspection_callback_url="
+        "'ftp://inspector/v1/continue' is invalid: 'ftp://inspector/v1/continue' is not an "
+        "http(s) URL or 'mdns'")
 
 
 def test_script_daemon_keeps_posting(server: FakeInspector) -> None:

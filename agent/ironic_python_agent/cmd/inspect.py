@@ -50,7 +50,16 @@ def load_conf(argv: Sequence[str]) -> cfg.ConfigOpts:
     conf.register_cli_opts([opt for group, opts in config.list_opts() if group is None
                             for opt in opts if opt.dest in CLI_OPTIONS])
     conf.register_cli_opts(EXTRA_OPTS)
-    return config.load({}, argv, conf=conf)
+    try:
+        # The agent's config files and directories, under this script's name.
+        conf(list(argv), project=config.PROG, prog=PROG,
+             default_config_files=config.default_config_files(),
+             default_config_dirs=config.default_config_dirs(),
+             validate_default_values=True)
+    except cfg.Error as exc:
+        raise config.ConfigError(str(exc).strip()) from None
+    config.check_values(conf)
+    return conf
 
 
 def post_once(conf: cfg.ConfigOpts, retry: inspector.Retry) -> bool:

@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -47,10 +47,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         entry = self.server.routes.get(self.path.split("?", 1)[0])
         if entry is None:
             self._status(404)
@@ -167,7 +167,7 @@ class ImageServer:
     def requests(self, path: str) -> list[dict[str, Any]]:
         return self._server.routes[path].requests
 
-    def start(self) -> ImageServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -176,7 +176,7 @@ class ImageServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> ImageServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

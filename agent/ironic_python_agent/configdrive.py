@@ -19,8 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ironic_python_agent import errors
-from ironic_python_agent import run
+from ironic_python_agent import errors, run
 
 LOG = logging.getLogger(__name__)
 

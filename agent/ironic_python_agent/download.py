@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from ironic_python_agent import errors
 
@@ -407,7 +407,7 @@ class ImageStream:
         self._eof = True
         self._close()
 
-    def __enter__(self) -> ImageStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

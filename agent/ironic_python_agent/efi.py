@@ -17,9 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ironic_python_agent import configdrive
-from ironic_python_agent import errors
-from ironic_python_agent import run
+from ironic_python_agent import configdrive, errors, run
 
 LOG = logging.getLogger(__name__)
 

@@ -178,4 +178,5 @@ def validate_format(head: bytes, disk_format: str | None,
 
 def qcow2_virtual_size(head: bytes) -> int:
     """The guest-visible size a qcow2 header declares."""
-    return struct.unpack_from(">Q", head, 24)[0]
+    size: int = struct.unpack_from(">Q", head, 24)[0]
+    return size

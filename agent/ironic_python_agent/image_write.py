@@ -38,9 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ironic_python_agent import errors
-from ironic_python_agent import image_format
-from ironic_python_agent import run
+from ironic_python_agent import errors, image_format, run
 from ironic_python_agent.checksum import Checksum
 from ironic_python_agent.image_format import Compression, ImageFormat
 
@@ -665,7 +663,7 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
                 progress.update(downloaded)
         except _Aborted:
             pass
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, first
             failures.insert(0, exc)
             abort.set()
         to_hash.put(None)

@@ -19,18 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ironic_python_agent import errors
-from ironic_python_agent.extensions import base
+from ironic_python_agent.extensions import base, standby
 from ironic_python_agent.extensions import image as image_ext
-from ironic_python_agent.extensions import standby
+
 from tests.imageserver import ImageServer
-from tests.imagetools import MIB
-from tests.imagetools import device_digest
-from tests.imagetools import file_digest
-from tests.imagetools import loop_device
-from tests.imagetools import make_disk_image
-from tests.imagetools import read_device
+from tests.imagetools import (
+    MIB,
+    device_digest,
+    file_digest,
+    loop_device,
+    make_disk_image,
+    read_device,
+)
 
 DISK = 128 * MIB
 

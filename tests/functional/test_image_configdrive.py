@@ -10,13 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ironic_python_agent import configdrive, errors
 
-from ironic_python_agent import configdrive
-from ironic_python_agent import errors
-from tests.imagetools import MIB
-from tests.imagetools import loop_device
-from tests.imagetools import make_disk_image
-from tests.imagetools import read_device
+from tests.imagetools import MIB, loop_device, make_disk_image, read_device
 
 DISK = 160 * MIB
 
@@ -42,7 +38,7 @@ def imaged_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 def blkid(path: str, tag: str) -> str:
     return subprocess.run(["blkid", "-p", "-o", "value", "-s", tag, path],
-                          capture_output=True, text=True).stdout.strip()
+                          capture_output=True, text=True, check=False).stdout.strip()
 
 
 def test_configdrive_partition_at_disk_end(imaged_disk: str, iso: bytes) -> None:
@@ -69,9 +65,9 @@ def test_configdrive_partition_at_disk_end(imaged_disk: str, iso: bytes) -> None
 
 
 def test_configdrive_needs_a_partition_table(tmp_path: Path, iso: bytes) -> None:
-    with loop_device(tmp_path / "disk", 32 * MIB) as dev:
-        with pytest.raises(errors.DeploymentError, match="no partitions"):
-            configdrive.write_configdrive(dev, iso)
+    with loop_device(tmp_path / "disk", 32 * MIB) as dev, \
+            pytest.raises(errors.DeploymentError, match="no partitions"):
+        configdrive.write_configdrive(dev, iso)
 
 
 def test_configdrive_no_room(tmp_path: Path, iso: bytes) -> None:

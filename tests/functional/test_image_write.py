@@ -17,19 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ironic_python_agent import checksum, download, errors, image_write
 
-from ironic_python_agent import checksum
-from ironic_python_agent import download
-from ironic_python_agent import errors
-from ironic_python_agent import image_write
-from tests.imageserver import Behaviour
-from tests.imageserver import ImageServer
-from tests.imagetools import MIB
-from tests.imagetools import device_digest
-from tests.imagetools import file_digest
-from tests.imagetools import loop_device
-from tests.imagetools import make_disk_image
-from tests.imagetools import read_device
+from tests.imageserver import Behaviour, ImageServer
+from tests.imagetools import (
+    MIB,
+    device_digest,
+    file_digest,
+    loop_device,
+    make_disk_image,
+    read_device,
+)
 
 IMAGE_SIZE = 24 * MIB
 DISK_SIZE = 64 * MIB

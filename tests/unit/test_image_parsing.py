@@ -6,12 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from ironic_python_agent import checksum
-from ironic_python_agent import download
-from ironic_python_agent import errors
-from ironic_python_agent import image_format
-from ironic_python_agent import image_write
+from ironic_python_agent import checksum, download, errors, image_format, image_write
 from ironic_python_agent.image_format import Compression, ImageFormat
 
 MIB = 1 << 20

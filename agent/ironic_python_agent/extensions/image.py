@@ -15,9 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ironic_python_agent import efi
-from ironic_python_agent import errors
-from ironic_python_agent import run
+from ironic_python_agent import efi, errors, run
 from ironic_python_agent.extensions import base
 from ironic_python_agent.extensions.standby import conf_value
 
@@ -62,7 +60,7 @@ class ImageExtension(base.BaseAgentExtension):
                 if not is_whole_disk_root(root_uuid):
                     raise
                 LOG.info("Whole-disk image on %s has no ESP; nothing to do", device)
-            except Exception as exc:  # noqa: BLE001 - policy decides below
+            except Exception as exc:
                 if ignore:
                     LOG.warning("Ignoring boot loader failure: %s", exc)
                     return

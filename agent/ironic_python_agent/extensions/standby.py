@@ -17,12 +17,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum
+from ironic_python_agent import checksum, download, errors, image_write, run
 from ironic_python_agent import configdrive as configdrive_mod
-from ironic_python_agent import download
-from ironic_python_agent import errors
-from ironic_python_agent import image_write
-from ironic_python_agent import run
 from ironic_python_agent.extensions import base
 
 LOG = logging.getLogger(__name__)
@@ -56,8 +52,8 @@ def conf_value(agent: Any, name: str) -> Any:
     if conf is not None:
         try:
             return getattr(conf, name)
-        except Exception:  # noqa: BLE001 - oslo's NoSuchOptError and friends
-            pass
+        except Exception as exc:  # noqa: BLE001 - oslo's NoSuchOptError and friends
+            LOG.debug("Option %s not registered (%s); using the default", name, exc)
     return DEFAULTS.get(name)
 
 

@@ -126,7 +126,9 @@ class Agent(base.ExecuteCommandMixin):
             self._hardware_ready.set()
 
     def _run_inspection(self) -> str | None:
-        if not self.conf.inspection_callback_url:
+        # Upstream's rule: a callback URL, or collectors together with an API URL.
+        if not (self.conf.inspection_callback_url
+                or (self.conf.inspection_collectors and self.conf.api_url)):
             return None
         try:
             from ironic_python_agent import inspector

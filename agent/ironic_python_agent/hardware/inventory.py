@@ -220,12 +220,37 @@ def collect_dmi() -> list[tuple[str, dict[str, str]]] | None:
     return parse_dmidecode(out)
 
 
+def memory_blocks_mb(block_size_hex: str | None, online: list[str | None]) -> int | None:
+    """Installed memory from the kernel's memory blocks: block size x online blocks, in MiB."""
+    try:
+        size = int((block_size_hex or "").strip(), 16)
+    except ValueError:
+        return None
+    count = sum(1 for state in online if (state or "").strip() == "1")
+    return size * count // (1024 * 1024) if size and count else None
+
+
+def collect_memory_blocks(sys: str = "/sys") -> int | None:
+    """``physical_mb`` without SMBIOS (VMs without tables, some ARM boards)."""
+    base = f"{sys}/devices/system/memory"
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("memory") and n[6:].isdigit()]
+    except OSError:
+        return None
+    return memory_blocks_mb(_read(f"{base}/block_size_bytes"),
+                            [_read(f"{base}/{n}/online") for n in names])
+
+
 def collect_memory(dmi: list[tuple[str, dict[str, str]]] | None,
-                   proc: str = "/proc") -> Memory:
+                   proc: str = "/proc", sys: str = "/sys") -> Memory:
     total = parse_meminfo_total(_read(f"{proc}/meminfo") or "")
     if total is None:
         warn_once("meminfo", "Cannot read MemTotal from %s/meminfo", proc)
-    return Memory(total=total, physical_mb=physical_memory_mb(dmi) if dmi is not None else None)
+    physical = physical_memory_mb(dmi) if dmi is not None else None
+    if not physical:
+        # Ironic's memory hook needs physical_mb; the kernel's block map is exact enough.
+        physical = collect_memory_blocks(sys)
+    return Memory(total=total, physical_mb=physical)
 
 
 def collect_system_vendor(dmi: list[tuple[str, dict[str, str]]] | None,

@@ -51,14 +51,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        entry = self.server.routes.get(self.path.split("?", 1)[0])
+        path = self.path
+        proxied = path.startswith(("http://", "https://"))
+        if proxied:  # a proxy request: the request line holds the absolute URL
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        entry = self.server.routes.get(path.split("?", 1)[0])
         if entry is None:
             self._status(404)
             return
         b = entry.behaviour
         entry.requests.append({"range": self.headers.get("Range"),
                                "authorization": self.headers.get("Authorization"),
-                               "path": self.path})
+                               "path": self.path, "proxied": proxied})
         if b.redirect_to:
             self.send_response(302)
             self.send_header("Location", b.redirect_to)

@@ -317,3 +317,27 @@ def test_https_with_cafile_insecure_and_refusal(disk: str, images: dict[str, Pat
             write([url], disk, file_digest(images["raw"]), retries=0)
         write([url], disk, file_digest(images["raw"]), insecure=True)
         assert_on_disk(disk, images["raw"])
+
+
+def test_max_duration_stops_a_slow_download(server: ImageServer, disk: str,
+                                            images: dict[str, Path]) -> None:
+    url = server.serve("/slow.raw", images["raw"], Behaviour(bytes_per_second=4 * MIB))
+    with pytest.raises(errors.ImageDownloadTimeoutError, match="longer than 0.5 seconds"):
+        write([url], disk, file_digest(images["raw"]), max_duration=0.5)
+    assert_wiped(disk)
+
+
+def test_http_proxy_and_no_proxy(server: ImageServer, disk: str,
+                                 images: dict[str, Path]) -> None:
+    with ImageServer() as proxy:
+        proxy.serve("/disk.raw", images["raw"])
+        url = server.serve("/disk.raw", images["raw"])
+        write([url], disk, file_digest(images["raw"]),
+              proxies={"http": proxy.url("")})
+        assert_on_disk(disk, images["raw"])
+        assert [r["proxied"] for r in proxy.requests("/disk.raw")] == [True]
+        assert server.requests("/disk.raw") == []
+        write([url], disk, file_digest(images["raw"]),
+              proxies={"http": proxy.url("")}, no_proxy="localhost,127.0.0.1")
+        assert len(proxy.requests("/disk.raw")) == 1
+        assert len(server.requests("/disk.raw")) == 1

@@ -1,0 +1,445 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Build the coreos variant: the agent container run by systemd-nspawn on a systemd host.
+
+``build(ctx)`` reads as the table of contents. Every slow input is cached under
+``$CACHE/coreos`` by a key of what went into it (package lists, mirror, wheel
+contents, Containerfile), so a rebuild with nothing changed takes seconds.
+
+Outputs in ``out/coreos/``: ``<name>.kernel``, ``<name>.initramfs``,
+``<name>.manifest``, ``sha256sums`` and ``build.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coreos import container, kernel, units
+from coreos.runner import BuildError, Runner
+
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parent
+SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# The mirror here is a dated snapshot: its Release files are past Valid-Until.
+APT_OPTIONS = ('Acquire::Check-Valid-Until "false"', 'Acquire::Check-Date "false"')
+DPKG_OPTIONS = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
+                "path-exclude=/usr/share/locale/*", "path-exclude=/usr/share/info/*",
+                "path-include=/usr/share/doc/*/copyright")
+# Never needed on the running host: package tooling and its perl.
+HOST_PRUNE = ("usr/share/perl", "usr/share/perl5", "usr/lib/x86_64-linux-gnu/perl",
+              "usr/lib/x86_64-linux-gnu/perl-base", "var/cache/apt", "var/lib/apt/lists",
+              "usr/share/bash-completion", "usr/share/zsh", "usr/share/lintian",
+              "usr/share/common-licenses", "usr/lib/apt", "var/log")
+
+
+@dataclass
+class Context:
+    """One build's inputs (from the command line) and what stages hand on."""
+
+    name: str
+    out: Path
+    cache: Path
+    suite: str = "bookworm"
+    sources: Path = SOURCES
+    engine: str = "auto"
+    host_config: Path | None = None
+    authorized_keys: Path | None = None
+    host_kernel: Path | None = None
+    host_initrd: Path | None = None
+    rebuild: bool = False
+    runner: Runner = field(init=False)
+    wheel: Path = field(init=False)
+    wheels: Path = field(init=False)
+    container_rootfs: Path = field(init=False)
+    container_image: Path = field(init=False)
+    host_rootfs: Path = field(init=False)
+    kernel_deb: Path = field(init=False)
+    config: dict[str, object] = field(default_factory=dict, init=False)
+    keys: dict[str, str] = field(default_factory=dict, init=False)
+
+    @property
+    def work(self) -> Path:
+        return self.cache / "coreos"
+
+
+def build(ctx: Context) -> None:
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    ctx.runner = Runner(ctx.out / "build.log")
+    ctx.runner.say(f"building {ctx.name} into {ctx.out} (log: {ctx.out / 'build.log'})")
+    load_host_config(ctx)
+    make_wheel(ctx)
+    fetch_wheels(ctx)
+    make_container_rootfs(ctx)
+    make_container_image(ctx)
+    if outputs_current(ctx):
+        ctx.runner.say(f"{ctx.name}: outputs up to date")
+        return
+    if ctx.host_initrd is None:
+        make_host_rootfs(ctx)
+        fetch_kernel(ctx)
+        make_host_initramfs(ctx)
+    else:
+        append_oem_archive(ctx)
+    write_manifest(ctx)
+    ctx.runner.say(f"done: {ctx.out / (ctx.name + '.kernel')}, "
+                   f"{ctx.out / (ctx.name + '.initramfs')}")
+
+
+# -- keys and caching -------------------------------------------------------------------
+
+
+def digest(*parts: str | bytes | Path) -> str:
+    """A short sha256 over strings, bytes and file contents."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(part.read_bytes())
+        else:
+            h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_list(path: Path) -> list[str]:
+    """A package list file: one name per line, # comments."""
+    return [line.split("#")[0].strip() for line in path.read_text().splitlines()
+            if line.split("#")[0].strip()]
+
+
+def publish(tmp: Path, final: Path) -> Path:
+    """Move a finished cache entry into place (atomic on one filesystem)."""
+    os.replace(tmp, final)
+    return final
+
+
+# -- stages -------------------------------------------------------------------------------
+
+
+def load_host_config(ctx: Context) -> None:
+    override = ctx.host_config.read_text() if ctx.host_config else None
+    ctx.config = units.load_config((HERE / "host-config.yaml").read_text(), override)
+
+
+def make_wheel(ctx: Context) -> None:
+    """The agent wheel from this checkout (./build.sh wheel), copied aside at once."""
+    with ctx.runner.stage("agent wheel"):
+        found = ctx.runner.run([TOP / "build.sh", "wheel"], capture=True).split()
+        wheels = [Path(w) for w in found if w.endswith(".whl")]
+        if len(wheels) != 1:
+            raise BuildError(f"./build.sh wheel gave {found}, expected one wheel")
+        ctx.wheel = ctx.work / wheels[0].name
+        shutil.copyfile(wheels[0], ctx.wheel)
+        with zipfile.ZipFile(ctx.wheel) as whl:
+            record = next(n for n in whl.namelist() if n.endswith(".dist-info/RECORD"))
+            # RECORD hashes every file in the wheel but no timestamps: a stable key.
+            ctx.keys["wheel"] = digest(whl.read(record))
+
+
+def fetch_wheels(ctx: Context) -> None:
+    """The agent's PyPI dependencies (and pip) as wheels, downloaded on the host."""
+    with ctx.runner.stage("python wheels"):
+        with zipfile.ZipFile(ctx.wheel) as whl:
+            meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+            requires = sorted(line for line in whl.read(meta).decode().splitlines()
+                              if line.startswith("Requires-Dist:") and "extra ==" not in line)
+        ctx.keys["wheels"] = key = digest(*requires, *container.PLATFORMS)
+        final = ctx.work / f"wheels-{key}"
+        if not final.exists() or ctx.rebuild:
+            tmp = Path(tempfile.mkdtemp(prefix="wheels.", dir=ctx.work))
+            ctx.runner.run([*container.pip_download(pip_python(ctx), tmp), ctx.wheel, "pip"])
+            for old in tmp.glob("lean_ipa-*.whl"):
+                old.unlink()
+            shutil.rmtree(final, ignore_errors=True)
+            publish(tmp, final)
+        ctx.wheels = final
+        ctx.runner.note(f"wheels: {sorted(p.name for p in final.glob('*.whl'))}")
+
+
+def pip_python(ctx: Context) -> str:
+    """A Python with pip for downloads: build.sh's build venv, else python3."""
+    venv = Path(os.environ.get("CACHE", TOP / ".cache")) / "venv-build/bin/python"
+    return os.fspath(venv) if venv.exists() else shutil.which("python3") or sys.executable
+
+
+def mmdebstrap(ctx: Context, packages: list[str], target: Path) -> None:
+    argv: list[str | Path] = ["mmdebstrap", "--variant=minbase", "--format=tar",
+                              "--include=" + ",".join(packages)]
+    argv += [f"--aptopt={o}" for o in APT_OPTIONS]
+    argv += [f"--dpkgopt={o}" for o in DPKG_OPTIONS]
+    ctx.runner.run([*argv, ctx.suite, target, ctx.sources])
+
+
+def make_container_rootfs(ctx: Context) -> None:
+    """The container's Debian rootfs tarball (mmdebstrap), cached by its inputs."""
+    with ctx.runner.stage("container rootfs (mmdebstrap)"):
+        packages = read_list(HERE / "packages-container.txt")
+        ctx.keys["container-rootfs"] = key = digest(
+            ctx.suite, ctx.sources, *packages, *APT_OPTIONS, *DPKG_OPTIONS)
+        final = ctx.work / f"container-rootfs-{key}.tar"
+        if not final.exists() or ctx.rebuild:
+            tmp = final.with_suffix(".tmp.tar")
+            mmdebstrap(ctx, packages, tmp)
+            publish(tmp, final)
+        ctx.container_rootfs = final
+
+
+def make_container_image(ctx: Context) -> None:
+    """Containerfile -> image (buildah/podman/docker) -> rootfs squashfs, cached."""
+    with ctx.runner.stage("container image"):
+        ctx.keys["container"] = key = digest(
+            HERE / "Containerfile", ctx.keys["container-rootfs"], ctx.keys["wheels"],
+            ctx.keys["wheel"])
+        final = ctx.work / f"container-{key}.squashfs"
+        if not final.exists() or ctx.rebuild:
+            engine = container.pick_engine(ctx.engine)
+            with tempfile.TemporaryDirectory(prefix="context.", dir=ctx.work) as tmp:
+                context = Path(tmp)
+                os.link(ctx.container_rootfs, context / "rootfs.tar")
+                shutil.copytree(ctx.wheels, context / "wheels")
+                shutil.copyfile(ctx.wheel, context / "wheels" / ctx.wheel.name)
+                shutil.copyfile(HERE / "Containerfile", context / "Containerfile")
+                squashfs = final.with_suffix(".tmp")
+                container.build_and_export(ctx.runner, engine, ctx.work / "containers",
+                                           context, f"localhost/lean-ipa-agent:{key}", squashfs)
+            publish(squashfs, final)
+            ctx.runner.note(f"container image built with {engine}")
+        ctx.container_image = final
+        ctx.runner.say(f"container image {final.stat().st_size >> 20} MiB (squashfs)")
+
+
+def outputs_current(ctx: Context) -> bool:
+    """True when out/ already holds a build of exactly these inputs."""
+    host = ("host-initrd", sha256(ctx.host_initrd)) if ctx.host_initrd else ("host", "built")
+    ctx.keys["outputs"] = digest(
+        ctx.keys["container"], *host, *(units.RENDERED), repr(sorted(ctx.config.items())),
+        ctx.authorized_keys if ctx.authorized_keys else "",
+        *(p for p in sorted(HERE.glob("*.py"))), *(sorted((HERE / "units").iterdir())),
+        HERE / "packages-host.txt")
+    manifest = ctx.out / f"{ctx.name}.manifest"
+    wanted = f"input key {ctx.keys['outputs']}"
+    return (not ctx.rebuild and manifest.exists()
+            and wanted in manifest.read_text().splitlines()
+            and all((ctx.out / f"{ctx.name}.{s}").exists() for s in ("kernel", "initramfs")))
+
+
+def make_host_rootfs(ctx: Context) -> None:
+    """The host's Debian rootfs tarball (systemd, nspawn, udev, networkd), cached."""
+    with ctx.runner.stage("host rootfs (mmdebstrap)"):
+        packages = read_list(HERE / "packages-host.txt")
+        ctx.keys["host-rootfs"] = key = digest(
+            ctx.suite, ctx.sources, *packages, *APT_OPTIONS, *DPKG_OPTIONS)
+        final = ctx.work / f"host-rootfs-{key}.tar"
+        if not final.exists() or ctx.rebuild:
+            tmp = final.with_suffix(".tmp.tar")
+            mmdebstrap(ctx, packages, tmp)
+            publish(tmp, final)
+        ctx.host_rootfs = final
+
+
+def fetch_kernel(ctx: Context) -> None:
+    """Debian's current linux-image-amd64 kernel package, downloaded on the host."""
+    with ctx.runner.stage("kernel package"):
+        depends = ctx.runner.run(["apt-cache", "depends", "linux-image-amd64"], capture=True)
+        image = next((line.split(":", 1)[1].strip() for line in depends.splitlines()
+                      if line.strip().startswith("Depends: linux-image-")), None)
+        if image is None:
+            ctx.runner.run(["apt-get", "-o", "DPkg::Lock::Timeout=900", "update", "-q"])
+            depends = ctx.runner.run(["apt-cache", "depends", "linux-image-amd64"],
+                                     capture=True)
+            image = next((line.split(":", 1)[1].strip() for line in depends.splitlines()
+                          if line.strip().startswith("Depends: linux-image-")), None)
+        if image is None:
+            raise BuildError("apt knows no linux-image-amd64; is the Debian mirror configured?")
+        debs = ctx.work / "debs"
+        debs.mkdir(exist_ok=True)
+        found = sorted(debs.glob(f"{image}_*.deb"))
+        if not found:
+            ctx.runner.run(["apt-get", "download", "-q", image], cwd=debs)
+            found = sorted(debs.glob(f"{image}_*.deb"))
+        ctx.kernel_deb = found[-1]
+        ctx.runner.note(f"kernel package: {ctx.kernel_deb.name}")
+
+
+def install_oem(ctx: Context, root: Path) -> None:
+    """/usr/share/oem (image, host config, keys) and the rendered units into root."""
+    oem = root / "usr/share/oem"
+    oem.mkdir(parents=True, exist_ok=True)
+    image = oem / str(ctx.config["container_image"])
+    shutil.copyfile(ctx.container_image, image)
+    (oem / "host-config.yaml").write_text(
+        "# The host configuration this image was built with (see coreos/host-config.yaml).\n"
+        + units.yaml.safe_dump(ctx.config, sort_keys=False))
+    if ctx.authorized_keys is not None:
+        shutil.copyfile(ctx.authorized_keys, oem / "authorized_keys")
+        (oem / "authorized_keys").chmod(0o644)
+    for path, text in units.render_units(ctx.config).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    for link, target in units.ENABLED.items():
+        (root / link).parent.mkdir(parents=True, exist_ok=True)
+        (root / link).unlink(missing_ok=True)
+        (root / link).symlink_to(target)
+
+
+def configure_host(root: Path) -> None:
+    """What a systemd that runs straight from the initramfs needs, and less bulk."""
+    for rel in HOST_PRUNE:
+        shutil.rmtree(root / rel, ignore_errors=True)
+    (root / "var/log").mkdir(parents=True, exist_ok=True)
+    (root / "init").unlink(missing_ok=True)
+    # No /etc/initrd-release: systemd runs the initramfs as the real system.
+    (root / "init").symlink_to("usr/lib/systemd/systemd")
+    (root / "etc/machine-id").write_text("")   # empty: systemd makes one per boot
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    (root / "etc/hostname").write_text("lean-ipa-host\n")
+    (root / "etc/fstab").write_text("# the root is the initramfs; nothing to mount\n")
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # never ship one host key in every image; made at boot
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    resolv.symlink_to("/run/systemd/resolve/stub-resolv.conf")
+    (root / "usr/lib/firmware").mkdir(parents=True, exist_ok=True)
+
+
+def make_cpio(ctx: Context, root: Path, target: Path, compress: bool) -> None:
+    """A newc cpio of root (sorted names, owners kept) into target, zstd-compressed or not."""
+    names = sorted(os.path.relpath(os.path.join(d, n), root)
+                   for d, dirs, files in os.walk(root) for n in dirs + files)
+    raw = target.with_suffix(".cpio")
+    ctx.runner.run(["cpio", "--quiet", "--null", "-o", "-H", "newc"], cwd=root,
+                   stdin=b"\0".join(n.encode() for n in names) + b"\0", stdout=raw)
+    if compress:
+        ctx.runner.run(["zstd", "-q", "-f", "-T0", "-10", "--rm", raw, "-o", target])
+    else:
+        os.replace(raw, target)
+
+
+def make_host_initramfs(ctx: Context) -> None:
+    """Host rootfs + pruned kernel modules + OEM area as one initramfs, and the kernel."""
+    with ctx.runner.stage("host initramfs"):
+        with tempfile.TemporaryDirectory(prefix="host.", dir=ctx.work) as tmp:
+            root = Path(tmp) / "root"
+            root.mkdir()
+            ctx.runner.run(["tar", "-x", "-p", "--numeric-owner", "-f", ctx.host_rootfs,
+                            "-C", root])
+            configure_host(root)
+            version = kernel.install_kernel(ctx.runner, ctx.kernel_deb, root,
+                                            ctx.out / f"{ctx.name}.kernel")
+            ctx.keys["kernel-version"] = version
+            install_oem(ctx, root)
+            make_cpio(ctx, root, ctx.out / f"{ctx.name}.initramfs", compress=True)
+
+
+def append_oem_archive(ctx: Context) -> None:
+    """A user's systemd host: their initrd, then our OEM content as an extra cpio."""
+    assert ctx.host_kernel is not None and ctx.host_initrd is not None
+    with ctx.runner.stage("OEM archive for the given host"):
+        with tempfile.TemporaryDirectory(prefix="oem.", dir=ctx.work) as tmp:
+            root = Path(tmp) / "root"
+            root.mkdir()
+            install_oem(ctx, root)
+            extra = Path(tmp) / "oem.cpio"
+            make_cpio(ctx, root, extra, compress=False)
+            target = ctx.out / f"{ctx.name}.initramfs"
+            with open(target, "wb") as out:
+                with open(ctx.host_initrd, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                # The kernel skips zero padding between archives; a plain cpio
+                # must start on a 4-byte boundary.
+                out.write(b"\0" * (-out.tell() % 4))
+                with open(extra, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        shutil.copyfile(ctx.host_kernel, ctx.out / f"{ctx.name}.kernel")
+
+
+def write_manifest(ctx: Context) -> None:
+    """A sorted, line-based manifest (diffs cleanly) and sha256sums."""
+    with ctx.runner.stage("manifest"):
+        lines = [f"input key {ctx.keys['outputs']}", f"input suite {ctx.suite}",
+                 f"input wheel {ctx.wheel.name}"]
+        lines += [f"cache {name} {value}" for name, value in sorted(ctx.keys.items())
+                  if name != "outputs"]
+        if ctx.host_initrd is not None:
+            lines.append(f"host initrd {ctx.host_initrd.name} sha256:{sha256(ctx.host_initrd)}")
+        else:
+            lines.append(f"host kernel-package {ctx.kernel_deb.name}")
+        lines.append(f"container image {ctx.container_image.stat().st_size} bytes")
+        lines += sorted(f"python {p.name}" for p in ctx.wheels.glob("*.whl"))
+        (ctx.out / f"{ctx.name}.manifest").write_text("\n".join(lines) + "\n")
+        sums = [f"{sha256(ctx.out / f)}  {f}"
+                for f in (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")]
+        (ctx.out / "sha256sums").write_text("\n".join(sums) + "\n")
+        for suffix in ("kernel", "initramfs"):
+            size = (ctx.out / f"{ctx.name}.{suffix}").stat().st_size
+            ctx.runner.say(f"{ctx.name}.{suffix}: {size / 1e6:.1f} MB")
+
+
+# -- command line ---------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> Context:
+    parser = argparse.ArgumentParser(
+        prog="build.sh coreos",
+        description="The agent container run by systemd-nspawn on a systemd host image.")
+    parser.add_argument("--name", default="lean-ipa-coreos",
+                        help="base name of the outputs (default: %(default)s)")
+    parser.add_argument("--out", type=Path,
+                        default=Path(os.environ.get("OUT", TOP / "out")) / "coreos")
+    parser.add_argument("--cache", type=Path,
+                        default=Path(os.environ.get("CACHE", TOP / ".cache")))
+    parser.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
+    parser.add_argument("--sources", type=Path, default=SOURCES,
+                        help="apt sources file for mmdebstrap (default: %(default)s)")
+    parser.add_argument("--engine", default="auto",
+                        choices=("auto", "buildah", "podman", "docker"),
+                        help="container build tool (auto: buildah, podman, docker)")
+    parser.add_argument("--host-config", type=Path,
+                        help="YAML merged over coreos/host-config.yaml")
+    parser.add_argument("--authorized-keys", type=Path,
+                        help="ssh public keys for the host's login user (OEM authorized_keys)")
+    parser.add_argument("--host-kernel", type=Path,
+                        help="kernel of a systemd PXE host to use instead of ours")
+    parser.add_argument("--host-initrd", type=Path,
+                        help="initrd of that host; the OEM content is appended as a cpio")
+    parser.add_argument("--rebuild", action="store_true", help="ignore the caches")
+    args = parser.parse_args(argv)
+    if (args.host_kernel is None) != (args.host_initrd is None):
+        parser.error("--host-kernel and --host-initrd go together")
+    for path in (args.host_config, args.authorized_keys, args.host_kernel, args.host_initrd):
+        if path is not None and not path.is_file():
+            parser.error(f"{path}: no such file")
+    return Context(name=args.name, out=args.out.resolve(), cache=args.cache.resolve(),
+                   suite=args.suite, sources=args.sources, engine=args.engine,
+                   host_config=args.host_config, authorized_keys=args.authorized_keys,
+                   host_kernel=args.host_kernel, host_initrd=args.host_initrd,
+                   rebuild=args.rebuild)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        ctx = parse_args(argv)
+        build(ctx)
+    except (BuildError, units.ConfigError) as exc:
+        print(f"build.sh coreos: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Build the agent container from coreos/Containerfile and flatten it to a squashfs.
+
+buildah is the default (here: ``--storage-driver vfs --isolation chroot``, which
+need neither a daemon nor overlay support); podman or docker work where a user
+has one. The image's layers don't matter: only its flattened rootfs ships, as
+upstream's ``docker export`` did, but as a squashfs the host mounts directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from coreos.runner import BuildError, Runner
+
+ENGINES = ("buildah", "podman", "docker")
+# The wheels must suit Debian bookworm's CPython 3.11 on x86_64 (glibc 2.36).
+PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{n}_x86_64" for n in range(17, 37)))
+SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "15", "-b", "1M", "-noappend",
+                    "-quiet")
+
+
+def pip_download(python: str, dest: Path) -> list[str]:
+    """argv prefix: ``pip download`` of binary wheels for the container's Python."""
+    argv = [python, "-m", "pip", "download", "-q", "--dest", os.fspath(dest),
+            "--only-binary=:all:", "--python-version", "3.11",
+            "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
+    for platform in PLATFORMS:
+        argv += ["--platform", platform]
+    return argv
+
+
+def pick_engine(wanted: str) -> str:
+    """The container tool to use: the one asked for, or the first one installed."""
+    candidates = ENGINES if wanted == "auto" else (wanted,)
+    for engine in candidates:
+        if shutil.which(engine):
+            return engine
+    raise BuildError(f"no container build tool found (tried {', '.join(candidates)}); "
+                     "on Debian: apt-get install buildah")
+
+
+def storage_options(engine: str, storage: Path) -> list[str]:
+    """Private vfs storage under the cache: no daemon, no overlay, no shared state."""
+    if engine == "docker":
+        return []
+    return ["--root", os.fspath(storage / "root"), "--runroot", os.fspath(storage / "run"),
+            "--storage-driver", "vfs"]
+
+
+def build_and_export(runner: Runner, engine: str, storage: Path, context: Path, tag: str,
+                     squashfs: Path) -> None:
+    """Build the image from ``context`` and write its flattened rootfs as ``squashfs``."""
+    opts = storage_options(engine, storage)
+    build = [engine, *opts, "build", "--file", os.fspath(context / "Containerfile"),
+             "--tag", tag]
+    if engine != "docker":
+        build += ["--isolation", "chroot", "--layers=false"]
+    runner.run([*build, context])
+    try:
+        if engine == "buildah":
+            export_with_buildah(runner, opts, tag, squashfs)
+        else:
+            export_with_engine(runner, engine, opts, tag, squashfs)
+    finally:
+        # The squashfs is the cache; the (vfs: full copy per layer) image is not kept.
+        runner.run([engine, *opts, "rmi", "--force", tag])
+
+
+def export_with_buildah(runner: Runner, opts: list[str], tag: str, squashfs: Path) -> None:
+    """buildah mounts the image's rootfs; mksquashfs reads it in place."""
+    ctr = runner.run(["buildah", *opts, "from", "--pull-never", tag], capture=True).strip()
+    try:
+        mnt = runner.run(["buildah", *opts, "mount", ctr], capture=True).strip()
+        runner.run(["mksquashfs", mnt, squashfs, *SQUASHFS_OPTIONS])
+    finally:
+        runner.run(["buildah", *opts, "rm", ctr])
+
+
+def export_with_engine(runner: Runner, engine: str, opts: list[str], tag: str,
+                       squashfs: Path) -> None:
+    """podman/docker: create a container, export its filesystem, squash that."""
+    ctr = runner.run([engine, *opts, "create", tag, "/bin/true"], capture=True).strip()
+    try:
+        with tempfile.TemporaryDirectory(prefix="export.", dir=squashfs.parent) as tmp:
+            tarball = Path(tmp) / "rootfs.tar"
+            runner.run([engine, *opts, "export", "--output", os.fspath(tarball), ctr])
+            tree = Path(tmp) / "rootfs"
+            tree.mkdir()
+            runner.run(["tar", "-x", "-p", "--numeric-owner", "-f", tarball, "-C", tree])
+            runner.run(["mksquashfs", tree, squashfs, *SQUASHFS_OPTIONS])
+    finally:
+        runner.run([engine, *opts, "rm", ctr])

@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The coreos builder's pure parts: host config, rendered units, module selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coreos import kernel, units
+
+DEFAULTS = (Path(units.__file__).parent / "host-config.yaml").read_text()
+
+
+def unit_options(text: str, key: str) -> list[str]:
+    """Values of ``key=`` in a unit file, with continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    return [line.split("=", 1)[1] for line in joined.splitlines() if line.startswith(key + "=")]
+
+
+def test_defaults_render_every_unit() -> None:
+    rendered = units.render_units(units.load_config(DEFAULTS))
+    assert set(rendered) == set(units.RENDERED.values())
+    agent = rendered["etc/systemd/system/lean-ipa.service"]
+    (execstart,) = unit_options(agent, "ExecStart")
+    argv = execstart.split()
+    assert argv[0] == "/usr/bin/systemd-nspawn"
+    assert "--capability=all" in argv
+    assert "--bind=/dev" in argv
+    assert "--bind=/run/udev" in argv
+    assert "--bind=/usr/share/oem:/mnt" in argv
+    assert "--bind-ro=/usr/lib/modules:/usr/lib/modules" in argv
+    assert "--private-network" not in execstart
+    assert argv[-1] == "/usr/local/bin/ironic-python-agent"
+    assert unit_options(agent, "Environment") == ["SYSTEMD_NSPAWN_API_VFS_WRITABLE=1"]
+    assert unit_options(agent, "Restart") == ["on-failure"]
+    network = rendered["etc/systemd/network/80-lean-ipa-dhcp.network"]
+    assert unit_options(network, "Name") == ["en* eth*"]
+    assert unit_options(network, "DHCP") == ["yes"]
+
+
+def test_override_merges_and_renders() -> None:
+    override = """
+machine: agent_1
+login_user: core
+agent:
+  environment: {IPA_DEBUG: "1"}
+binds: ["/srv/images:/images:ro", "/var/tmp"]
+"""
+    config = units.load_config(DEFAULTS, override)
+    assert config["agent"]["command"] == ["/usr/local/bin/ironic-python-agent"]  # kept
+    rendered = units.render_units(config)
+    agent = rendered["etc/systemd/system/lean-ipa.service"]
+    argv = unit_options(agent, "ExecStart")[0].split()
+    assert "--machine=agent_1" in argv
+    assert "--directory=/var/lib/machines/agent_1" in argv
+    assert "--bind-ro=/srv/images:/images" in argv
+    assert "--bind=/var/tmp:/var/tmp" in argv
+    assert "--setenv=IPA_DEBUG=1" in argv
+    keys = rendered["etc/systemd/system/lean-ipa-ssh-keys.service"]
+    assert "/home/core/.ssh/authorized_keys" in unit_options(keys, "ExecStart")[0]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("colour: blue", "unknown keys colour"),
+    ("machine: 'a b'", "machine"),
+    ("agent: {command: []}", "agent.command"),
+    ("binds: [relative/path]", "binds"),
+    ("binds: ['/a:/b:rx']", "binds"),
+    ("- a list", "mapping"),
+])
+def test_bad_config_names_the_key(override: str, message: str) -> None:
+    with pytest.raises(units.ConfigError, match=message):
+        units.render_units(units.load_config(DEFAULTS, override))
+
+
+def test_parse_bind() -> None:
+    assert units.parse_bind("/a") == units.Bind("/a", "/a", False)
+    assert units.parse_bind("/a:/b:ro").flag == "--bind-ro=/a:/b"
+    assert units.parse_bind("/a::rw").flag == "--bind=/a:/a"
+
+
+MODULES_DEP = """\
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/sound/core/snd.ko: kernel/sound/core/snd-timer.ko
+kernel/sound/core/snd-timer.ko:
+kernel/drivers/usb/gadget/libcomposite.ko:
+"""
+
+
+def test_select_modules_takes_prefixes_and_dependencies() -> None:
+    deps = kernel.parse_modules_dep(MODULES_DEP)
+    assert deps["kernel/net/core/failover.ko"] == ()
+    chosen = kernel.select_modules(deps, ["kernel/drivers/net/virtio_net.ko",
+                                          "kernel/drivers/usb/"],
+                                   excludes=["kernel/drivers/usb/gadget/"])
+    assert chosen == {"kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko",
+                      "kernel/net/core/failover.ko"}
+
+
+def test_default_module_set_keeps_what_the_boot_needs() -> None:
+    for needed in ("kernel/drivers/net/virtio_net.ko", "kernel/fs/squashfs/squashfs.ko",
+                   "kernel/fs/overlayfs/overlay.ko", "kernel/drivers/block/loop.ko",
+                   "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/nvme/host/nvme.ko"):
+        assert needed.startswith(kernel.MODULE_PREFIXES)
+        assert not needed.startswith(kernel.MODULE_EXCLUDES)

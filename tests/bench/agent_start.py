@@ -173,8 +173,10 @@ def measure(require_tls: bool, runs: int, workdir: Path) -> dict[str, Samples]:
     guards = host.host_guards(workdir / "guards")
     shims = host.upstream_shims(workdir / "shims")
     results = {name: Samples() for name in commands}
+    # Ours sees one sparse loop device only (as in the e2e tests); upstream cannot be
+    # restricted, but with no in-band clean steps it only lists the disks.
     with ironic.running_ironic(settings, workdir / "ironic") as (service, client), \
-            host.host_link() as link:
+            host.host_link() as link, host.loop_device(workdir, 5 << 30) as disk:
         relay = HeartbeatRelay(service.api_port)
         try:
             node = client.create_node(f"bench-{time.monotonic_ns()}")["uuid"]
@@ -191,7 +193,9 @@ def measure(require_tls: bool, runs: int, workdir: Path) -> dict[str, Samples]:
                         return host.AgentProcess(
                             command, workdir / "agents", relay.url, auto_tls=require_tls,
                             name=f"{'upstream' if upstream else 'ours'}-{i}",
-                            extra={"debug": False},
+                            extra={"debug": False} if upstream else {
+                                "debug": False,
+                                "block_device_allowlist": Path(disk.device).name},
                             path_prefix=[guards, shims] if upstream else [guards])
 
                     one_start(client, relay, node, make_agent, results[name])

@@ -200,18 +200,22 @@ def test_deploy_step_write_image_runs_prepare_image(server: ImageServer, disk: s
                                                     images: dict[str, Path]) -> None:
     from ironic_python_agent.hardware import GenericHardwareManager
 
-    exts = base.init_ext_manager(agent=None)
-    st = exts["standby"]
-    assert isinstance(st, standby.StandbyExtension)
-    st.device_finder = lambda: disk
-    url = server.serve("/gpt.raw", images["gpt"])
-    result = GenericHardwareManager().write_image(
-        {}, [], image_info=image_info(url, file_digest(images["gpt"])), configdrive=None)
-    assert result["result"].startswith("prepare_image: image (7c9e0d5a-img) written")
-    assert device_digest(disk, 16 * MIB) == file_digest(images["gpt"])
-    with pytest.raises(errors.ImageChecksumError):
-        GenericHardwareManager().write_image(
-            {}, [], image_info=image_info(url, "e" * 64), configdrive=None)
+    saved = base._EXTENSIONS  # the registry is process-global: leave it as found
+    try:
+        exts = base.init_ext_manager(agent=None)
+        st = exts["standby"]
+        assert isinstance(st, standby.StandbyExtension)
+        st.device_finder = lambda: disk
+        url = server.serve("/gpt.raw", images["gpt"])
+        result = GenericHardwareManager().write_image(
+            {}, [], image_info=image_info(url, file_digest(images["gpt"])), configdrive=None)
+        assert result["result"].startswith("prepare_image: image (7c9e0d5a-img) written")
+        assert device_digest(disk, 16 * MIB) == file_digest(images["gpt"])
+        with pytest.raises(errors.ImageChecksumError):
+            GenericHardwareManager().write_image(
+                {}, [], image_info=image_info(url, "e" * 64), configdrive=None)
+    finally:
+        base._EXTENSIONS = saved
 
 
 def test_power_commands_use_the_injected_action(ext: standby.StandbyExtension) -> None:

@@ -1,0 +1,200 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Boot an image under QEMU (TCG) for tests and benchmarks.
+
+Generic over images: a kernel + initramfs + command line, or an ISO on
+``-cdrom``; BIOS (SeaBIOS) or UEFI (OVMF). One vCPU, a virtio NIC on user
+networking (the guest reaches the host's 127.0.0.1 as 10.0.2.2; ``forwards``
+maps guest TCP ports to host ports on 127.0.0.1), a virtio disk backed by a
+sparse temp file, a virtio RNG, and the serial console written to a file.
+
+The console log is kept under ``out/test-artifacts/<name>/`` when the ``with``
+block raises (or :meth:`Guest.keep_artefacts` is called); otherwise it is
+deleted with the rest. QEMU is always killed on exit::
+
+    with Guest(GuestSpec(name="tinyipa", kernel=k, initrd=i,
+                         append="console=ttyS0 ipa-insecure=1")) as guest:
+        guest.wait_for_console(r"login:|lookup", timeout=120)
+        port = guest.forwards[9999]     # host port reaching the guest's 9999
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+TOP = Path(__file__).resolve().parents[2]
+ARTEFACTS = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out")) / "test-artifacts"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def random_mac() -> str:
+    """A locally administered MAC in QEMU's 52:54:00 range."""
+    return "52:54:00:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
+
+
+@dataclass
+class GuestSpec:
+    """What to boot and how. Give kernel+initrd(+append) or iso."""
+
+    name: str
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = "console=ttyS0"
+    iso: Path | None = None
+    firmware: str = "bios"                  # "bios" or "uefi"
+    memory_mib: int = 1024
+    disk_size: int = 2 << 30                # bytes; sparse, never written by the host
+    disk_serial: str = "lean-ipa-disk0"
+    mac: str = field(default_factory=random_mac)
+    forward_ports: tuple[int, ...] = (9999,)
+    machine: str = "q35"
+    extra_args: tuple[str, ...] = ()
+
+
+class Guest:
+    """A running QEMU guest; use as a context manager."""
+
+    def __init__(self, spec: GuestSpec) -> None:
+        if spec.iso is None and (spec.kernel is None or spec.initrd is None):
+            raise ValueError("GuestSpec needs kernel and initrd, or iso")
+        if spec.firmware not in ("bios", "uefi"):
+            raise ValueError(f"firmware must be 'bios' or 'uefi', not {spec.firmware!r}")
+        self.spec = spec
+        self.forwards: dict[int, int] = {}
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"lean-ipa-{spec.name}-"))
+        self.console_path = self._tmp / "console.log"
+        self.disk_path = self._tmp / "disk0.img"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self._keep = False
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def argv(self) -> list[str]:
+        """The qemu-system-x86_64 command line (forwards must be allocated)."""
+        spec = self.spec
+        fwd = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}"
+                       for guest, host in self.forwards.items())
+        argv = [
+            "qemu-system-x86_64",
+            "-accel", "tcg",
+            "-machine", spec.machine,
+            "-smp", "1",
+            "-m", str(spec.memory_mib),
+            "-display", "none", "-vga", "none",
+            "-monitor", "none",
+            "-serial", f"file:{self.console_path}",
+            "-no-reboot",
+            "-netdev", "user,id=net0" + (f",{fwd}" if fwd else ""),
+            "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}",
+            "-drive", f"file={self.disk_path},if=none,id=disk0,format=raw,cache=unsafe",
+            "-device", f"virtio-blk-pci,drive=disk0,serial={spec.disk_serial}",
+            "-device", "virtio-rng-pci",
+        ]  # fmt: skip
+        if spec.firmware == "uefi":
+            vars_copy = self._tmp / "OVMF_VARS.fd"
+            if not vars_copy.exists():
+                shutil.copyfile(OVMF_VARS, vars_copy)
+            argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+        if spec.iso is not None:
+            argv += ["-cdrom", str(spec.iso), "-boot", "d"]
+        else:
+            argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
+                     "-append", spec.append]
+        return argv + list(spec.extra_args)
+
+    def start(self) -> Guest:
+        with open(self.disk_path, "wb") as disk:
+            disk.truncate(self.spec.disk_size)
+        self.forwards = {port: free_port() for port in self.spec.forward_ports}
+        self.console_path.touch()
+        argv = self.argv()
+        (self._tmp / "qemu.argv").write_text(" ".join(argv) + "\n")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=open(self._tmp / "qemu.out", "wb"),
+                                     stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self) -> None:
+        """Kill QEMU (always safe to call)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def keep_artefacts(self) -> None:
+        """Keep the console log even if the ``with`` block succeeds."""
+        self._keep = True
+
+    def __enter__(self) -> Guest:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+        if exc_type is not None or self._keep:
+            dest = ARTEFACTS / self.spec.name
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in ("console.log", "qemu.argv", "qemu.out"):
+                if (self._tmp / name).exists():
+                    shutil.copyfile(self._tmp / name, dest / name)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # -- observing ----------------------------------------------------------
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since QEMU was started."""
+        return time.monotonic() - self.started_at
+
+    def console(self) -> str:
+        """The serial console so far."""
+        return self.console_path.read_bytes().decode("utf-8", errors="replace")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_for_console(self, pattern: str, timeout: float) -> re.Match[str]:
+        """Wait until *pattern* (a regex) appears on the serial console."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.console())
+            if match:
+                return match
+            if not self.running():
+                raise RuntimeError(f"QEMU exited before /{pattern}/ appeared on the "
+                                   f"console; tail:\n{self.console()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"/{pattern}/ not on the console after {timeout:.0f}s;"
+                                   f" tail:\n{self.console()[-3000:]}")
+            time.sleep(0.5)

@@ -1,0 +1,212 @@
+# SPDX-License-Identifier: Apache-2.0
+"""./build.sh tinyipa, then boot the image in QEMU against a fake Ironic."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import ssl
+import stat
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.boot.qemu import Guest, GuestSpec
+from tests.fake_ironic import FakeIronic
+from tinyipa import cpio
+
+TOP = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
+IMAGE = OUT / "tinyipa"
+DISK_SIZE = 2 << 30
+
+
+def inputs_key() -> str:
+    """Hash of everything the image is built from in this checkout."""
+    digest = hashlib.sha256()
+    paths = [TOP / "pyproject.toml", TOP / "build.sh"]
+    for top in (TOP / "tinyipa", TOP / "agent"):
+        paths += sorted(p for p in top.rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts)
+    for path in paths:
+        digest.update(str(path.relative_to(TOP)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tinyipa_image() -> tuple[Path, Path]:
+    """(kernel, initramfs), built by ./build.sh tinyipa unless the inputs are unchanged."""
+    kernel, initramfs, stamp = (IMAGE / "tinyipa.kernel", IMAGE / "tinyipa.initramfs",
+                                IMAGE / ".inputs-key")
+    key = inputs_key()
+    fresh = (kernel.exists() and initramfs.exists() and stamp.exists()
+             and stamp.read_text() == key)
+    if not fresh:
+        proc = subprocess.run([str(TOP / "build.sh"), "tinyipa"], cwd=TOP, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800)
+        if proc.returncode != 0:
+            log = IMAGE / "build.log"
+            tail = log.read_text()[-4000:] if log.exists() else ""
+            pytest.fail(f"./build.sh tinyipa failed:\n{proc.stdout[-3000:]}\n"
+                        f"--- build.log tail ---\n{tail}")
+        stamp.write_text(key)
+    return kernel, initramfs
+
+
+@pytest.fixture(scope="session")
+def tinyipa_files(tinyipa_image: tuple[Path, Path]) -> dict[str, cpio.Entry]:
+    """The initramfs contents by path (several archives, see tinyipa/cpio.py)."""
+    data = subprocess.run(["zstd", "-dc", str(tinyipa_image[1])], check=True,
+                          stdout=subprocess.PIPE).stdout
+    return {entry.name: entry for entry in cpio.read_entries(data)}
+
+
+# -- the artefacts --------------------------------------------------------------------
+
+
+@pytest.mark.build
+def test_outputs_checksums_and_manifest(tinyipa_image: tuple[Path, Path]) -> None:
+    sums = dict(reversed(line.split("  ")) for line in
+                (IMAGE / "sha256sums").read_text().splitlines())
+    for path in tinyipa_image:
+        assert sums[path.name] == hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = (IMAGE / "tinyipa.manifest").read_text().splitlines()
+    kinds = {line.split()[0] for line in manifest}
+    assert {"kernel", "input", "deb", "python"} <= kinds
+    assert any(line.startswith("deb busybox-static ") for line in manifest)
+    assert any(line.startswith("deb linux-image-") for line in manifest)
+    assert any(line.startswith("python lean-ipa 13.0.0") for line in manifest)
+    assert manifest == sorted(manifest[:1]) + manifest[1:]  # kernel line first, stable
+    assert (IMAGE / "build.log").stat().st_size > 0
+
+
+@pytest.mark.build
+def test_image_layout(tinyipa_files: dict[str, cpio.Entry]) -> None:
+    init = tinyipa_files["init"]
+    assert stat.S_ISREG(init.mode) and init.mode & 0o111
+    assert init.data.startswith(b"#!/bin/sh")
+    assert stat.S_ISCHR(tinyipa_files["dev/console"].mode)
+    assert tinyipa_files["dev/console"].rdev == (5, 1)
+    for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/sbin")):
+        assert tinyipa_files[link].data.decode() == target
+    for program in ("usr/bin/ironic-python-agent", "usr/bin/python3.11", "usr/bin/lsblk",
+                    "usr/sbin/parted", "usr/sbin/sgdisk", "usr/bin/qemu-img",
+                    "usr/sbin/dmidecode", "usr/bin/ipmitool", "usr/sbin/nvme",
+                    "usr/sbin/hdparm", "usr/bin/efibootmgr", "usr/sbin/mdadm",
+                    "usr/bin/ip", "usr/bin/openssl", "usr/bin/udevadm", "usr/bin/busybox"):
+        assert program in tinyipa_files, program
+    assert "usr/sbin/dropbear" not in tinyipa_files  # debug login is off by default
+    names = set(tinyipa_files)
+    for pruned in ("usr/lib/python3.11/tkinter", "usr/lib/python3.11/idlelib",
+                   "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/test"):
+        assert pruned not in names
+    assert "usr/lib/python3.11/os.pyc" in names
+    modules = [n for n in names if n.startswith("usr/lib/modules/") and ".ko" in n]
+    for wanted in ("virtio_net", "virtio_blk", "ahci", "nvme", "e1000e", "ext4", "vfat",
+                   "isofs"):
+        assert any(f"/{wanted}.ko" in m for m in modules), wanted
+    assert any(n.endswith("/modules.dep") for n in names)
+
+
+@pytest.mark.build
+def test_host_ca_not_in_image(tinyipa_files: dict[str, cpio.Entry]) -> None:
+    """Certificates only the build host trusts (e.g. a proxy's CA) stay out."""
+    def certs(pem: str) -> set[str]:
+        return {"".join(block.split("-----")[0].split())
+                for block in pem.split("-----BEGIN CERTIFICATE-----")[1:]}
+
+    image_bundle = tinyipa_files["etc/ssl/certs/ca-certificates.crt"].data.decode()
+    host = Path("/etc/ssl/certs/ca-certificates.crt")
+    host_only = certs(host.read_text()) - certs(image_bundle) if host.exists() else set()
+    for local in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        host_only |= certs(local.read_text())
+    blob = b"".join(e.data for e in tinyipa_files.values())
+    for cert in host_only:
+        der = base64.b64decode(cert)
+        marker = base64.b64encode(der[-60:-12])  # from the signature: unique to the cert
+        assert marker not in blob.replace(b"\n", b""), "host CA found in the image"
+
+
+@pytest.mark.build
+def test_tools_run_in_the_image(tinyipa_files: dict[str, cpio.Entry], tmp_path: Path) -> None:
+    """Unpack the initramfs and run the tools and the agent's imports in a chroot."""
+    root = tmp_path / "root"
+    for name, entry in sorted(tinyipa_files.items()):
+        path = root / name
+        if stat.S_ISDIR(entry.mode):
+            path.mkdir(parents=True, exist_ok=True)
+        elif stat.S_ISLNK(entry.mode):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(entry.data.decode(), path)
+        elif stat.S_ISREG(entry.mode):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(entry.data)
+            path.chmod(stat.S_IMODE(entry.mode))
+    checks = [["lsblk", "--version"], ["qemu-img", "--version"], ["parted", "--version"],
+              ["sgdisk", "-V"], ["ipmitool", "-V"], ["nvme", "version"], ["hdparm", "-V"],
+              ["dmidecode", "-V"], ["mdadm", "-V"], ["efibootmgr", "--version"],
+              ["openssl", "version"], ["udevadm", "--version"], ["ip", "-V"],
+              ["modprobe", "-V"], ["zstd", "-V"], ["smartctl", "-V"],
+              ["python3", "-c", "import ironic_python_agent.cmd.agent, ssl, yaml"]]
+    for argv in checks:
+        proc = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True,
+                              env={"PATH": "/usr/sbin:/usr/bin", "LANG": "C.UTF-8"})
+        assert proc.returncode == 0, f"{argv}: {proc.stderr[-500:]}"
+
+
+# -- booting ------------------------------------------------------------------------------
+
+
+def agent_request(base: str, ca: str | None, method: str, path: str,
+                  body: dict[str, Any] | None = None) -> Any:
+    """One request to the agent's API through the host forward."""
+    context = None
+    if base.startswith("https"):
+        context = ssl.create_default_context(cadata=ca) if ca else ssl._create_unverified_context()
+        context.check_hostname = False  # the certificate names the guest's address
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120, context=context) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.boot
+@pytest.mark.parametrize("memory_mib", [512, 384])
+def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
+                                         memory_mib: int) -> None:
+    kernel, initramfs = tinyipa_image
+    with FakeIronic() as ironic:
+        spec = GuestSpec(
+            name=f"tinyipa-{memory_mib}m", kernel=kernel, initrd=initramfs,
+            memory_mib=memory_mib, disk_size=DISK_SIZE,
+            append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
+                    "ipa-insecure=1"))
+        with Guest(spec) as guest:
+            lookup = ironic.wait_for_lookup(timeout=300)
+            assert spec.mac in lookup.addresses
+            beat = ironic.wait_for_heartbeat(timeout=180).body
+            assert beat["agent_token"] == ironic.agent_token
+            assert beat.get("agent_version")
+            callback = urllib.parse.urlsplit(beat["callback_url"])
+            assert callback.port == 9999
+            base = f"{callback.scheme}://127.0.0.1:{guest.forwards[9999]}"
+            ca = beat.get("agent_verify_ca")
+
+            status = agent_request(base, ca, "GET", "/v1/status")
+            assert status["version"]
+            query = urllib.parse.urlencode({"wait": "true", "agent_token": ironic.agent_token})
+            result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
+                                   {"name": "poll.get_hardware_info", "params": {}})
+            assert result["command_status"] == "SUCCEEDED", result
+            inventory = result["command_result"]
+            disks = {d["name"]: d for d in inventory["disks"]}
+            assert disks["/dev/vda"]["size"] == DISK_SIZE, disks
+            macs = {i["mac_address"] for i in inventory["interfaces"]}
+            assert spec.mac in macs

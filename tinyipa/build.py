@@ -1,0 +1,468 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Build the tinyipa kernel + initramfs from Debian packages and the agent wheel.
+
+``build(ctx)`` reads as the table of contents; each stage logs one progress
+line with its elapsed time, and a failing stage names itself and the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinyipa import cpio, debs
+from tinyipa.debs import Apt, Package, PackageTree
+from tinyipa.log import Log
+from tinyipa.root import Root
+
+HERE = Path(__file__).resolve().parent
+SITE = "/usr/lib/python3/dist-packages"
+PY = "python3.11"
+GROUPS = ("root:0 daemon:1 bin:2 sys:3 adm:4 tty:5 disk:6 lp:7 mail:8 kmem:9 dialout:20 "
+          "cdrom:24 floppy:25 tape:26 sudo:27 audio:29 video:44 sgx:106 kvm:107 render:108 "
+          "input:109 nogroup:65534")
+PLATFORMS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
+
+
+@dataclass
+class Context:
+    """Everything one build needs, passed explicitly from the command line."""
+
+    wheel: Path
+    out: Path
+    cache: Path
+    name: str = "tinyipa"
+    release: str = "bookworm"
+    extra_modules: list[str] = field(default_factory=list)
+    extra_packages: list[str] = field(default_factory=list)
+    extra_python: list[str] = field(default_factory=list)
+    ssh_keys: list[str] = field(default_factory=list)
+    password_hash: str | None = None
+    ca_bundle: Path | None = None
+    compression: str = "zstd"
+    pip_python: str = sys.executable
+    refresh: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+    # filled in while building
+    log: Log = field(init=False)
+    root: Root = field(init=False)
+    packages: list[Package] = field(default_factory=list, init=False)
+    kernel_version: str = field(default="", init=False)
+    dists: dict[str, str] = field(default_factory=dict, init=False)
+
+    @property
+    def workdir(self) -> Path:
+        return self.cache / "work" / self.name
+
+
+def build(ctx: Context) -> None:
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    ctx.log = Log(ctx.out / "build.log")
+    ctx.config = tomllib.loads((HERE / "tinyipa.toml").read_text())
+    ctx.log.say(f"tinyipa: building {ctx.name} ({ctx.release}) into {ctx.out}; "
+                f"log {ctx.log.path}")
+    fetch_packages(ctx)
+    unpack_packages(ctx)
+    install_base(ctx)
+    install_python(ctx)
+    install_agent(ctx)
+    install_kernel_modules(ctx)
+    configure_login(ctx)
+    install_busybox(ctx)
+    compile_python(ctx)
+    make_initramfs(ctx)
+    write_manifest(ctx)
+    ctx.log.say(f"tinyipa: done in {ctx.log.elapsed():.0f}s: {ctx.out}/{ctx.name}.kernel, "
+                f"{ctx.out}/{ctx.name}.initramfs")
+
+
+# -- packages ---------------------------------------------------------------------
+
+
+def fetch_packages(ctx: Context) -> None:
+    with ctx.log.step("packages") as notes:
+        apt = Apt(ctx.cache, ctx.release, ctx.log)
+        updated = apt.update(max_age=0 if ctx.refresh else 24 * 3600)
+        names = list(ctx.config["packages"]) + ctx.extra_packages
+        if ctx.ssh_keys:
+            names.append("dropbear-bin")
+        ctx.packages = apt.resolve(names)
+        apt.download(ctx.packages)
+        notes.append(f"{len(ctx.packages)} .debs for {ctx.release}"
+                     + (" (lists refreshed)" if updated else ""))
+
+
+def unpack_packages(ctx: Context) -> None:
+    with ctx.log.step("unpack") as notes:
+        unpacked = {p: debs.extract(ctx.cache / "debs" / p.filename,
+                                    ctx.cache / "unpacked", ctx.log) for p in ctx.packages}
+        tree = PackageTree(unpacked)
+        ctx.root = Root(ctx.workdir / "root", tree, ctx.log)
+        notes.append(f"{len(tree.files)} files from {len(unpacked)} packages")
+
+
+# -- the base system ----------------------------------------------------------------
+
+
+def install_base(ctx: Context) -> None:
+    root = ctx.root
+    with ctx.log.step("base") as notes:
+        for name in ctx.config["binaries"]:
+            root.add_binary(name)
+        for extra in ctx.extra_packages:
+            add_package_files(ctx, extra)
+        # udev: the daemon, its helpers and rules (no hwdb: names only, ~10 MB)
+        root.add_file("/lib/systemd/systemd-udevd")
+        root.add_symlink("/usr/sbin/udevd", "/lib/systemd/systemd-udevd")
+        root.add_tree("/lib/udev", exclude=lambda p: "/hwdb.d/" in p, libs=True)
+        root.add_tree("/etc/udev", libs=False)
+        # openssl CLI configuration (auto-TLS certificates are made at boot)
+        root.add_file("/usr/lib/ssl/openssl.cnf")
+        root.add_host_file(HERE / "init", "/init", 0o755)
+        root.add_host_file(HERE / "udhcpc.script", "/usr/share/udhcpc/default.script", 0o755)
+        load = list(ctx.config["load"])
+        root.write_file("/etc/tinyipa/modules-load", "\n".join(load) + "\n")
+        groups = [g.split(":") for g in GROUPS.split()]
+        root.write_file("/etc/group", "".join(f"{n}:x:{i}:\n" for n, i in groups))
+        root.write_file("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+        root.write_file("/etc/shadow", f"root:{ctx.password_hash or '*'}:19000:0:99999:7:::\n"
+                        "nobody:*:19000:0:99999:7:::\n", 0o600)
+        root.write_file("/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n")
+        root.write_file("/etc/hostname", "tinyipa\n")
+        root.write_file("/etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\n"
+                        "hosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n")
+        root.write_file("/etc/os-release", 'NAME="lean-ipa tinyipa"\nID=tinyipa\n'
+                        f'ID_LIKE=debian\nVERSION_CODENAME={ctx.release}\n')
+        root.write_file("/etc/fstab", "")
+        (root.path / "etc/ironic-python-agent.d").mkdir(parents=True, exist_ok=True)
+        (root.path / "etc/ironic-python-agent").mkdir(parents=True, exist_ok=True)
+        notes.append(f"{len(ctx.config['binaries'])} programs")
+
+
+def add_package_files(ctx: Context, name: str) -> None:
+    """All files of one extra package, except documentation."""
+    pkg = next((p for p in ctx.packages if p.name == name), None)
+    if pkg is None:
+        raise RuntimeError(f"extra package {name} was not fetched")
+    skip = re.compile(r"^/usr/share/(doc|man|info|locale|lintian|bug)/")
+    for vpath, (_real, owner) in sorted(ctx.root.tree.files.items()):
+        if owner == pkg and not skip.match(vpath):
+            ctx.root.add_file(vpath)
+
+
+def install_python(ctx: Context) -> None:
+    root = ctx.root
+    with ctx.log.step("python") as notes:
+        root.add_binary(PY)
+        root.add_symlink("/usr/bin/python3", PY)
+        prune = [f"/usr/lib/{PY}/{p}" for p in ctx.config["python_prune"]]
+
+        def exclude(vpath: str) -> bool:
+            return ("/__pycache__/" in vpath or vpath.endswith((".pyc", ".exe"))
+                    or any(vpath == p or vpath.startswith(p + "/") or
+                           vpath.startswith(p + ".") for p in prune))
+
+        count = root.add_tree(f"/usr/lib/{PY}", exclude=exclude, libs=True)
+        notes.append(f"{count} stdlib files")
+
+
+def _requires_key(ctx: Context) -> str:
+    with zipfile.ZipFile(ctx.wheel) as whl:
+        meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [line for line in whl.read(meta).decode().splitlines()
+                    if line.startswith("Requires-Dist:")]
+    blob = "\n".join(requires + ctx.extra_python + PLATFORMS)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def install_agent(ctx: Context) -> None:
+    """The agent wheel from this checkout plus its dependencies, offline."""
+    root = ctx.root
+    with ctx.log.step("agent") as notes:
+        wheels = ctx.cache / "wheels" / _requires_key(ctx)
+        if not (wheels / ".complete").exists():
+            wheels.mkdir(parents=True, exist_ok=True)
+            argv = [ctx.pip_python, "-m", "pip", "download", "-q", "--dest", str(wheels),
+                    "--only-binary=:all:", "--python-version", "3.11",
+                    "--implementation", "cp", "--abi", "cp311"]
+            for plat in PLATFORMS:
+                argv += ["--platform", plat]
+            ctx.log.run(argv + [str(ctx.wheel)] + ctx.extra_python)
+            (wheels / ".complete").touch()
+            notes.append("dependencies downloaded")
+        site = root.dest(SITE)
+        ctx.log.run([ctx.pip_python, "-m", "pip", "install", "-q", "--no-index",
+                     "--find-links", str(wheels), "--target", str(site), "--no-compile",
+                     "--no-warn-script-location", "--disable-pip-version-check",
+                     str(ctx.wheel)] + ctx.extra_python)
+        shutil.rmtree(site / "bin", ignore_errors=True)
+        for pattern in ctx.config["site_prune"]:
+            for path in list(site.glob(pattern)) + list(site.glob(pattern + "-*.dist-info")):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for junk in site.rglob("*"):
+            if junk.is_dir() and junk.name in ("tests", "__pycache__") and junk.exists():
+                shutil.rmtree(junk)
+        for dist in site.glob("*.dist-info"):
+            meta = (dist / "METADATA").read_text(errors="replace")
+            name = re.search(r"^Name: (.+)$", meta, re.M)
+            version = re.search(r"^Version: (.+)$", meta, re.M)
+            if name and version:
+                ctx.dists[name.group(1).strip()] = version.group(1).strip()
+        write_console_scripts(ctx, site)
+        write_ca_bundle(ctx, site)
+        notes.append(f"{len(ctx.dists)} Python distributions")
+
+
+def write_console_scripts(ctx: Context, site: Path) -> None:
+    """/usr/bin wrappers for the agent wheel's console scripts."""
+    with zipfile.ZipFile(ctx.wheel) as whl:
+        entry = next((n for n in whl.namelist()
+                      if n.endswith(".dist-info/entry_points.txt")), None)
+        text = whl.read(entry).decode() if entry else ""
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "console_scripts" and "=" in line:
+            name, target = (s.strip() for s in line.split("=", 1))
+            module, func = target.split(":")
+            ctx.root.write_file(f"/usr/bin/{name}", (
+                f"#!/usr/bin/{PY}\nimport sys\nfrom {module} import {func}\n"
+                f"sys.exit({func}())\n"), 0o755)
+
+
+def write_ca_bundle(ctx: Context, site: Path) -> None:
+    """certifi's (Mozilla) roots plus the operator's extra bundle; never the host's."""
+    parts = []
+    certifi = site / "certifi" / "cacert.pem"
+    if certifi.exists():
+        parts.append(certifi.read_text())
+    if ctx.ca_bundle is not None:
+        parts.append(ctx.ca_bundle.read_text())
+    ctx.root.write_file("/etc/ssl/certs/ca-certificates.crt", "\n".join(parts))
+    if ctx.ca_bundle is not None and certifi.exists():
+        certifi.write_text("\n".join(parts))
+
+
+# -- kernel ---------------------------------------------------------------------------
+
+
+def install_kernel_modules(ctx: Context) -> None:
+    root = ctx.root
+    with ctx.log.step("kernel") as notes:
+        versions = sorted({p.split("/")[4] for p in root.tree.children("/usr/lib/modules")
+                           if p.count("/") > 4})
+        if len(versions) != 1:
+            raise RuntimeError(f"expected one kernel in the packages, found {versions}")
+        kver = ctx.kernel_version = versions[0]
+        base = f"/usr/lib/modules/{kver}"
+        builtin: set[str] = set()
+        hit = root.tree.lookup(f"{base}/modules.builtin")
+        if hit:
+            builtin = {Path(line).name.split(".ko")[0].replace("-", "_")
+                       for line in hit[0].read_text().split()}
+        for meta in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+            if root.tree.lookup(f"{base}/{meta}"):
+                root.add_file(f"{base}/{meta}", libs=False)
+        index = root.module_index(kver)
+        added: list[str] = []
+        for name in list(ctx.config["modules"]) + ctx.extra_modules:
+            added += root.add_module(name, kver, index, builtin)
+        packed = compress_modules(ctx, root.dest(base))
+        ctx.log.run(["depmod", "-b", str(root.path / "usr"), kver])
+        vmlinuz = root.tree.lookup(f"/boot/vmlinuz-{kver}")
+        if vmlinuz is None:
+            raise RuntimeError(f"no /boot/vmlinuz-{kver} in the kernel package")
+        shutil.copyfile(vmlinuz[0], ctx.workdir / "kernel")
+        notes.append(f"{kver}, {len(added)} modules ({packed / 1e6:.1f} MB as .ko.xz)")
+
+
+def compress_modules(ctx: Context, moddir: Path) -> int:
+    """xz each module: kmod unpacks only the ones it loads, and the initramfs the
+    kernel unpacks at boot (slow under TCG) shrinks by ~20 MB. Cached by content."""
+    store = ctx.cache / "modules-xz"
+    store.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for ko in sorted(moddir.rglob("*.ko")):
+        data = ko.read_bytes()
+        cached = store / (hashlib.sha256(data).hexdigest() + ".xz")
+        if not cached.exists():
+            cached.with_suffix(".tmp").write_bytes(
+                lzma.compress(data, check=lzma.CHECK_CRC32, preset=6))
+            cached.with_suffix(".tmp").rename(cached)
+        target = ko.with_name(ko.name + ".xz")
+        shutil.copyfile(cached, target)
+        target.chmod(0o644)
+        ko.unlink()
+        total += target.stat().st_size
+    return total
+
+
+def configure_login(ctx: Context) -> None:
+    """Debugging access, off unless asked for: SSH keys (dropbear), console password."""
+    root = ctx.root
+    with ctx.log.step("login") as notes:
+        if ctx.ssh_keys:
+            root.add_binary("dropbear")
+            root.add_binary("dropbearkey")
+            (root.path / "etc/dropbear").mkdir(parents=True, exist_ok=True)
+            root.write_file("/root/.ssh/authorized_keys", "\n".join(ctx.ssh_keys) + "\n", 0o600)
+            (root.path / "root/.ssh").chmod(0o700)
+            notes.append(f"ssh with {len(ctx.ssh_keys)} key(s)")
+        if ctx.password_hash:
+            notes.append("console password set")
+        if not notes:
+            notes.append("none (no ssh keys, no password)")
+
+
+def install_busybox(ctx: Context) -> None:
+    """busybox applets for every program not already present; then all libraries."""
+    root = ctx.root
+    with ctx.log.step("busybox") as notes:
+        busybox = root.add_file("/bin/busybox")
+        applets = ctx.log.run([str(root.dest(busybox)), "--list-full"], capture=True).split()
+        linked = 0
+        for applet in applets:
+            path = debs.normalize(applet)
+            name = path.rsplit("/", 1)[1]
+            if any(root.exists(f"{d}/{name}") for d in ("/usr/bin", "/usr/sbin")):
+                continue
+            root.add_symlink(path, busybox)
+            linked += 1
+        root.add_all_libraries()
+        if root.missing_libs:
+            ctx.log.info("libraries not found: " + ", ".join(sorted(root.missing_libs)))
+        notes.append(f"{linked} applets")
+
+
+def compile_python(ctx: Context) -> None:
+    """Byte-compile once at build time; hash-based pycs ignore the cpio mtimes."""
+    root = ctx.root
+    with ctx.log.step("bytecode") as notes:
+        if sys.version_info[:2] != (3, 11):
+            raise RuntimeError(f"need Python 3.11 on the host to compile for {PY}")
+        stdlib, sourceless = root.dest(f"/usr/lib/{PY}"), bool(ctx.config["stdlib_sourceless"])
+        common = [sys.executable, "-m", "compileall", "-q", "-j", "0",
+                  "--invalidation-mode", "unchecked-hash", "-s", str(root.path), "-p", "/"]
+        ctx.log.run(common + (["-b"] if sourceless else []) + [str(stdlib)])
+        ctx.log.run(common + [str(root.dest(SITE))])
+        if sourceless:
+            for py in stdlib.rglob("*.py"):
+                if py.with_suffix(".pyc").exists():
+                    py.unlink()
+        notes.append(f"{sum(1 for _ in root.path.rglob('*.pyc'))} modules")
+
+
+# -- outputs ----------------------------------------------------------------------------
+
+
+COMPRESSORS = {
+    "zstd": ["zstd", "-q", "-19", "-T0", "-c"],
+    "xz": ["xz", "-c", "-9", "-T0", "--check=crc32"],
+    "gzip": ["gzip", "-c", "-9", "-n"],
+}
+
+
+def segment_of(rel: str, agent_paths: tuple[str, ...]) -> str:
+    """Which archive a path goes into; each is compressed (and cached) on its own.
+
+    What changes with every checkout (the agent, /init, /etc) goes last and is
+    small, so a rebuild after editing the agent recompresses only that part.
+    """
+    if rel.startswith(agent_paths) or rel == "init" or rel.startswith("etc/"):
+        return "local"
+    for prefix, name in (("usr/lib/modules/", "modules"), ("usr/lib/python3.11/", "stdlib"),
+                         ("usr/lib/python3/dist-packages/", "site")):
+        if rel.startswith(prefix):
+            return name
+    return "base"
+
+
+def make_initramfs(ctx: Context) -> None:
+    with ctx.log.step("initramfs") as notes:
+        if ctx.compression not in COMPRESSORS:
+            raise RuntimeError(f"unknown compression {ctx.compression}; "
+                               f"use one of {', '.join(COMPRESSORS)}")
+        mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+        site = SITE.lstrip("/") + "/"
+        agent_paths = ("usr/bin/ironic-python-agent", site + "ironic_python_agent",
+                       site + ctx.wheel.name.split("-")[0] + "-")
+        order = ["base", "modules", "stdlib", "site", "local"]
+        groups: dict[str, list[cpio.Entry]] = {name: [] for name in order}
+        groups["base"] += ctx.root.nodes
+        for rel in cpio.walk(ctx.root.path):
+            groups[segment_of(rel, agent_paths)].append(cpio.entry_for(ctx.root.path, rel))
+        store = ctx.cache / "compressed"
+        store.mkdir(parents=True, exist_ok=True)
+        tmp = ctx.out / f"{ctx.name}.initramfs.tmp"
+        reused, ino, count = [], 1, 0
+        with open(tmp, "wb") as out:
+            for name in order:
+                data = cpio.archive(groups[name], mtime=mtime, first_ino=ino)
+                ino += len(groups[name])
+                count += len(groups[name])
+                argv = COMPRESSORS[ctx.compression]
+                key = hashlib.sha256(data + " ".join(argv).encode()).hexdigest()
+                blob = store / f"{key}.{ctx.compression}"
+                if blob.exists():
+                    reused.append(name)
+                else:
+                    packed = subprocess.run(argv, input=data, stdout=subprocess.PIPE,
+                                            check=True).stdout
+                    blob.with_suffix(".tmp").write_bytes(packed)
+                    blob.with_suffix(".tmp").rename(blob)
+                packed = blob.read_bytes()
+                # Concatenated zstd frames / xz streams / gzip members form one
+                # valid stream, which the kernel and the CLI tools read whole.
+                out.write(packed)
+        tmp.rename(ctx.out / f"{ctx.name}.initramfs")
+        shutil.copyfile(ctx.workdir / "kernel", ctx.out / f"{ctx.name}.kernel")
+        size = (ctx.out / f"{ctx.name}.initramfs").stat().st_size
+        ksize = (ctx.out / f"{ctx.name}.kernel").stat().st_size
+        notes.append(f"{count} entries, initramfs {size / 1e6:.1f} MB + kernel "
+                     f"{ksize / 1e6:.1f} MB ({ctx.compression}"
+                     + (f"; reused {'/'.join(reused)}" if reused else "") + ")")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(ctx: Context) -> None:
+    """A sorted, line-based manifest, so two builds diff cleanly."""
+    with ctx.log.step("manifest") as notes:
+        lines = [f"kernel {ctx.kernel_version}"]
+        lines += [f"input release {ctx.release}", f"input compression {ctx.compression}",
+                  f"input wheel {ctx.wheel.name} sha256:{sha256(ctx.wheel)}",
+                  f"input tinyipa.toml sha256:{sha256(HERE / 'tinyipa.toml')}",
+                  f"input init sha256:{sha256(HERE / 'init')}"]
+        lines += [f"input extra-module {m}" for m in ctx.extra_modules]
+        lines += [f"input extra-package {p}" for p in ctx.extra_packages]
+        lines += [f"input extra-python {p}" for p in ctx.extra_python]
+        lines.append(f"input ssh-keys {len(ctx.ssh_keys)}")
+        lines.append(f"input password {'set' if ctx.password_hash else 'none'}")
+        if ctx.ca_bundle:
+            lines.append(f"input ca-bundle sha256:{sha256(ctx.ca_bundle)}")
+        lines += sorted(f"deb {p.name} {p.version}" for p in ctx.root.used)
+        lines += sorted(f"python {n} {v}" for n, v in ctx.dists.items())
+        (ctx.out / f"{ctx.name}.manifest").write_text("\n".join(lines) + "\n")
+        sums = [f"{sha256(ctx.out / f)}  {f}"
+                for f in (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")]
+        (ctx.out / "sha256sums").write_text("\n".join(sums) + "\n")
+        notes.append(f"{len(ctx.root.used)} Debian packages, {len(ctx.dists)} Python dists")

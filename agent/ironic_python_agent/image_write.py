@@ -77,7 +77,8 @@ class WriteResult:
 
     @property
     def mib_per_s(self) -> float:
-        return self.bytes_downloaded / MIB / self.seconds if self.seconds > 0 else 0.0
+        """Image bytes on the disk per second (compressed downloads are smaller)."""
+        return self.bytes_written / MIB / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mib_per_s": round(self.mib_per_s, 1),

@@ -11,7 +11,7 @@ README = Path(__file__).resolve().parents[2] / "README.rst"
 
 
 def test_readme_is_valid_rest():
-    docutils.core.publish_string(README.read_text(), writer_name="null",
+    docutils.core.publish_string(README.read_text(), writer="null",
                                  settings_overrides={"report_level": 2, "halt_level": 2})
 
 

@@ -207,15 +207,15 @@ def system_vendor_from_sysfs(sys: str = "/sys") -> SystemVendorInfo:
 def collect_dmi() -> list[tuple[str, dict[str, str]]] | None:
     """One ``dmidecode`` run for BIOS (0), system (1) and memory devices (17)."""
     if run.which("dmidecode") is None:
-        warn_once("dmidecode", "dmidecode is not installed: physical_mb is null and the "
-                  "system vendor comes from sysfs")
+        warn_once("dmidecode", "dmidecode is not installed: physical_mb and the system "
+                  "vendor come from sysfs")
         return None
     try:
         out = run.run([run.which("dmidecode") or "dmidecode", "-t", "0,1,17"],
                       timeout=30, log=False).stdout
     except run.CommandError as exc:
-        warn_once("dmidecode", "dmidecode failed (%s): physical_mb is null and the system "
-                  "vendor comes from sysfs", exc)
+        warn_once("dmidecode", "dmidecode failed (%s): physical_mb and the system vendor "
+                  "come from sysfs", exc)
         return None
     return parse_dmidecode(out)
 

@@ -128,7 +128,8 @@ class Flow:
 
     def wait(self, states: set[str], timeout: float = 240) -> dict[str, Any]:
         try:
-            return self.client.wait_for_state(self.uuid, states, timeout)
+            return self.client.wait_for_state(self.uuid, states, timeout,
+                                              abort=self._agent_gone)
         except (ironic.IronicError, TimeoutError) as exc:
             raise AssertionError(self.explain(str(exc))) from None
 
@@ -163,6 +164,13 @@ class Flow:
             return self.wait(end_states, timeout=timeout)
         finally:
             self.stop_agent()
+
+    def _agent_gone(self) -> str | None:
+        """Why waiting is pointless: the agent of the current run has exited."""
+        proc = self.agent.proc if self.agent is not None else None
+        if proc is not None and proc.poll() is not None:
+            return f"the agent exited with code {proc.returncode}"
+        return None
 
     def explain(self, what: str) -> str:
         """*what*, plus the agent's and Ironic's view of it."""

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,11 +286,13 @@ class IronicClient:
                   ok=(202,))
 
     def wait_for_state(self, node: str, wanted: Iterable[str], timeout: float = 240,
-                       failed: Iterable[str] = FAILED_STATES) -> dict[str, Any]:
+                       failed: Iterable[str] = FAILED_STATES,
+                       abort: Callable[[], str | None] | None = None) -> dict[str, Any]:
         """Poll until the node's provision state is one of *wanted*.
 
         Raises :class:`IronicError` with the node's ``last_error`` when it lands in a
-        failed state, and :class:`TimeoutError` naming the state it was stuck in.
+        failed state or when *abort* returns a reason (say, the agent exited), and
+        :class:`TimeoutError` naming the state it was stuck in.
         """
         wanted, failed = set(wanted), set(failed) - set(wanted)
         deadline = time.monotonic() + timeout
@@ -304,6 +306,9 @@ class IronicClient:
                 return data
             if state in failed:
                 raise IronicError(f"node {node} went to '{state}': {data.get('last_error')}")
+            reason = abort() if abort is not None else None
+            if reason:
+                raise IronicError(f"node {node} is '{state}' and {reason}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node {node} still '{state}' (target "
                                    f"{data.get('target_provision_state')}) after {timeout:.0f} s;"

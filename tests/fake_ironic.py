@@ -38,8 +38,15 @@ from typing import Any
 
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: requests are recorded in FakeIronic.requests."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,8 @@ class FakeIronic:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> FakeIronic:
-        self._server = make_server(self.host, self.port, self._wsgi, threaded=True)
+        self._server = make_server(self.host, self.port, self._wsgi, threaded=True,
+                                   request_handler=_QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="fake-ironic", daemon=True)

@@ -59,7 +59,10 @@ def make_iso(spec: IsoSpec, output: Path, tree: Path, tools: dict[str, Path]) ->
     run([tools["xorriso"], "-as", "mkisofs",
          "-quiet",
          "-volid", spec.label,
-         "-rational-rock", "-joliet", "-joliet-long", "-full-iso9660-filenames",
+         "-rational-rock", "-joliet", "-joliet-long",
+         # ISO 9660 names as given (efiboot.img, not EFIBOOT.IMG;1): Ironic reads
+         # deploy ISOs with pycdlib by those names when it harvests the ESP.
+         "-untranslated-filenames",
          # BIOS: isolinux, also from the MBR when the ISO is written to a disk.
          "-isohybrid-mbr", tools["isohdpfx.bin"],
          "-eltorito-catalog", "isolinux/boot.cat",

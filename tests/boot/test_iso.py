@@ -132,43 +132,50 @@ def test_hybrid_iso_boots_from_a_usb_stick_with_uefi(tmp_path: Path, debian_kern
     assert "from=usb" in cmdline.split()
 
 
-IRONIC_GRUB_CFG = """set default=0
-set timeout=5
-set hidden_timeout_quiet=false
-
-menuentry "boot_partition" {
-linux /vmlinuz {params} --
-initrd /initrd
-}
+# Runs in the real Ironic's venv: its own UEFI ISO builder, fed our ESP
+# ([conductor]bootloader) or our whole ISO (harvesting efiboot.img + grub.cfg).
+IRONIC_BUILDS_ISO = """
+import sys
+from ironic.common import images
+out, kernel, ramdisk, source, path, params = sys.argv[1:]
+kwargs = {"esp_image": path} if source == "esp" else {"deploy_iso": path}
+images.create_esp_image_for_uefi(out, kernel, ramdisk, kernel_cmd_line=params, **kwargs)
 """
 
 
-def test_esp_boots_an_iso_laid_out_like_ironics(tmp_path: Path, debian_kernel: Path,
-                                                marker_initrd: Path) -> None:
-    """``--esp`` as Ironic's [conductor]bootloader: Ironic puts the ESP at
-    boot/grub/efiboot.img, its own grub.cfg (no search) at [DEFAULT]grub_config_path
-    (default EFI/BOOT/grub.cfg), and writes an EFI-only El Torito ISO; with
-    network_data the label is config-2."""
-    esp = tmp_path / "esp.img"
-    subprocess.run([str(TOOL), "--esp", str(esp)], check=True, capture_output=True)
-    tree = tmp_path / "tree"
-    (tree / "boot" / "grub").mkdir(parents=True)
-    (tree / "EFI" / "BOOT").mkdir(parents=True)
-    shutil.copyfile(esp, tree / "boot" / "grub" / "efiboot.img")
-    shutil.copyfile(debian_kernel, tree / "vmlinuz")
-    shutil.copyfile(marker_initrd, tree / "initrd")
-    (tree / "EFI" / "BOOT" / "grub.cfg").write_text(
-        IRONIC_GRUB_CFG.replace("{params}", "console=ttyS0 boot_method=vmedia ironic-built=1"))
+@pytest.fixture(scope="session")
+def ironic_python() -> Path:
+    """The real Ironic 39 venv the e2e tests use (installed once, cached under out/)."""
+    from tests.e2e.ironic import IRONIC_REQUIREMENT
+    from tests.e2e.ironic import ensure_venv
+    from tests.e2e.ironic import out_dir
+    return ensure_venv(out_dir() / "venv-ironic", IRONIC_REQUIREMENT) / "python"
+
+
+@pytest.mark.parametrize("source", ["esp", "deploy_iso"])
+def test_ironic_builds_a_uefi_iso_from_ours(tmp_path: Path, debian_kernel: Path,
+                                            marker_initrd: Path, ironic_python: Path,
+                                            source: str) -> None:
+    """``--esp`` as Ironic's [conductor]bootloader, and our ISO as the deploy ISO
+    Ironic takes efiboot.img and grub.cfg from: Ironic's create_esp_image_for_uefi
+    (its grub.cfg, no search, at [DEFAULT]grub_config_path; EFI-only El Torito)."""
+    if source == "esp":
+        ours = tmp_path / "esp.img"
+        subprocess.run([str(TOOL), "--esp", str(ours)], check=True, capture_output=True)
+    else:
+        ours = make_iso(tmp_path, debian_kernel, marker_initrd, "console=ttyS0 ours=1")
     iso = tmp_path / "ironic.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-r", "-V", "config-2", "-l",
-                    "-e", "boot/grub/efiboot.img", "-no-emul-boot", "-o", str(iso), str(tree)],
-                   check=True, capture_output=True)
-    with Guest(GuestSpec(name="iso-ironic-layout", iso=iso, firmware="uefi", memory_mib=512,
+    params = f"console=ttyS0 boot_method=vmedia ironic-built={source}"
+    done = subprocess.run([str(ironic_python), "-c", IRONIC_BUILDS_ISO, str(iso),
+                           str(debian_kernel), str(marker_initrd), source, str(ours), params],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with Guest(GuestSpec(name=f"iso-ironic-{source}", iso=iso, firmware="uefi", memory_mib=512,
                          forward_ports=())) as guest:
         fw = guest.wait_for_console(r"ISO-MARKER-FIRMWARE=(\w+)", timeout=180).group(1)
         cmdline = guest.wait_for_console(r"ISO-MARKER-CMDLINE: (.*)", timeout=5).group(1)
     assert fw == "uefi"
-    assert "ironic-built=1" in cmdline.split()
+    assert f"ironic-built={source}" in cmdline.split() and "ours=1" not in cmdline
 
 
 # -- the tinyipa image, to the fake Ironic's lookup ---------------------------

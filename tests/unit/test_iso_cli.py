@@ -64,6 +64,12 @@ def test_builds_hybrid_bios_uefi_iso_and_esp(tmp_path: Path, inputs: tuple[Path,
     assert "El Torito img path :   1  /isolinux/isolinux.bin" in report
     assert "El Torito img path :   2  /boot/grub/efiboot.img" in report
     assert "MBR isohybrid" in report and "GPT" in report
+    # The plain ISO 9660 names (no Rock Ridge) are the ones Ironic's pycdlib
+    # walk sees when it looks for efiboot.img and grub.cfg in a deploy ISO.
+    iso9660_names = subprocess.run(["isoinfo", "-i", str(iso), "-f"], capture_output=True,
+                                   text=True, check=True).stdout.split()
+    assert "/boot/grub/efiboot.img" in iso9660_names
+    assert "/EFI/BOOT/grub.cfg" in iso9660_names
     tree = extract(iso, tmp_path / "tree")
     assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()) == [
         "EFI/BOOT/grub.cfg", "boot/grub/efiboot.img", "initrd", "isolinux/boot.cat",

@@ -1,0 +1,502 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A QEMU guest as an Ironic node, with the test playing its BMC.
+
+Ironic's ``fake`` power interface powers nothing. :class:`QemuNode` stands in
+for the BMC: :func:`drive` asks Ironic for a provision state change, starts the
+guest when the node reaches a wait state (``inspect wait``, ``clean wait``,
+``wait call-back``) and stops it when Ironic powers the node off or the flow
+ends.
+
+The guest (TCG, one vCPU) has a virtio NIC with the node's port MAC on QEMU
+user networking (it reaches the host's 127.0.0.1 as 10.0.2.2) and a sparse
+virtio disk that outlives the boots, so a deploy can be read back on the host
+and an undeploy's cleaning seen. The agent in the guest listens on 9999; a host
+port on 127.0.0.1 is forwarded to it and the agent advertises that
+(``ipa-advertise-host=127.0.0.1 ipa-advertise-port=<port>``), which is also the
+name its auto-TLS certificate carries.
+
+Two ways to boot, :class:`KernelMedia` (``-kernel``/``-initrd``/``-append``)
+and :class:`IsoMedia` (``-cdrom`` with an ISO made by ``iso-image-create
+--append``, the flow's own parameters on an ``ir-vfd-dev`` USB stick holding
+``parameters.txt``, as Ironic's virtual media does).
+
+Every boot's serial console is kept under the artefacts directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import random
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Self, cast
+
+from tests.boot.qemu import Guest, GuestSpec, random_mac
+from tests.e2e import ironic
+
+TOP = Path(__file__).resolve().parents[2]
+ISO_TOOL = TOP / "iso" / "iso-image-create"
+GIB = 1 << 30
+# Root device selection skips disks under 4 GiB; sparse, so only written blocks cost.
+DISK_SIZE = 5 * GIB
+AGENT_PORT = 9999
+# Printed by tinyipa's /init and by the agent once it runs.
+AGENT_STARTED = re.compile(r"starting ironic-python-agent|ironic_python_agent\.\w+")
+
+
+class NodeGuest(Guest):
+    """A :class:`Guest` on a disk file that outlives it and a forward chosen in advance."""
+
+    def __init__(self, spec: GuestSpec, disk: Path, host_port: int) -> None:
+        super().__init__(spec)
+        self.disk_path = disk
+        self.host_port = host_port
+
+    def start(self) -> NodeGuest:
+        # Unlike Guest.start, keep the disk as it is: it is the node's.
+        self.forwards = {AGENT_PORT: self.host_port}
+        self.console_path.touch()
+        argv = self.argv()
+        (self._tmp / "qemu.argv").write_text(" ".join(argv) + "\n")
+        self.started_at = time.monotonic()
+        with open(self._tmp / "qemu.out", "wb") as out:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        return self
+
+    def qemu_output(self) -> str:
+        path = self._tmp / "qemu.out"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def discard(self) -> None:
+        self.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class Media(Protocol):
+    """What the node boots; *params* are kernel-style parameters for this boot."""
+
+    name: str
+
+    def spec(self, node: QemuNode, params: str, workdir: Path) -> GuestSpec: ...
+
+
+def base_params(node: QemuNode) -> str:
+    """Parameters every boot needs: the console, Ironic's URL, what to advertise."""
+    return (f"console=ttyS0 panic=-1 ipa-api-url={node.api_url} "
+            f"ipa-advertise-host=127.0.0.1 ipa-advertise-port={node.host_port}")
+
+
+@dataclass
+class KernelMedia:
+    """Direct kernel boot: the parameters go on the command line."""
+
+    kernel: Path
+    initrd: Path
+    name: str = "kernel"
+
+    def spec(self, node: QemuNode, params: str, workdir: Path) -> GuestSpec:
+        return GuestSpec(name=node.name, kernel=self.kernel, initrd=self.initrd,
+                         append=f"{base_params(node)} {params}".strip(),
+                         memory_mib=node.memory_mib, mac=node.mac, disk_size=DISK_SIZE,
+                         forward_ports=(AGENT_PORT,))
+
+
+@dataclass
+class IsoMedia:
+    """Virtual-media style boot from ``-cdrom`` (SeaBIOS, isolinux).
+
+    The node's fixed parameters are baked into one ISO with ``iso-image-create
+    --append`` (it adds ``boot_method=vmedia``); a flow's own parameters go to
+    ``parameters.txt`` on a USB stick labelled ``ir-vfd-dev``, which the agent
+    reads on top of the command line.
+    """
+
+    kernel: Path
+    initrd: Path
+    name: str = "iso"
+    isos: dict[str, Path] = field(default_factory=dict)
+
+    def iso_for(self, node: QemuNode, workdir: Path) -> Path:
+        if node.name not in self.isos:
+            iso = workdir / f"{node.name}.iso"
+            proc = subprocess.run([str(ISO_TOOL), "-o", str(iso), "-k", str(self.kernel),
+                                   "-i", str(self.initrd), "--append", base_params(node)],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"iso-image-create failed: {proc.stderr[-2000:]}")
+            self.isos[node.name] = iso
+        return self.isos[node.name]
+
+    def spec(self, node: QemuNode, params: str, workdir: Path) -> GuestSpec:
+        extra: tuple[str, ...] = ()
+        if params:
+            stick = make_parameters_stick(workdir / f"{node.name}-vfd.img", params)
+            extra = ("-device", "qemu-xhci,id=xhci",
+                     "-drive", f"if=none,id=vfd,format=raw,file={stick}",
+                     "-device", "usb-storage,bus=xhci.0,drive=vfd,removable=on")  # fmt: skip
+        return GuestSpec(name=node.name, iso=self.iso_for(node, workdir),
+                         memory_mib=node.memory_mib, mac=node.mac, disk_size=DISK_SIZE,
+                         forward_ports=(AGENT_PORT,), extra_args=extra)
+
+
+def make_parameters_stick(path: Path, params: str) -> Path:
+    """A small FAT image labelled ``ir-vfd-dev`` with *params* in ``parameters.txt``."""
+    path.unlink(missing_ok=True)
+    subprocess.run(["mkfs.fat", "-C", "-n", "ir-vfd-dev", str(path), "1440"], check=True,
+                   capture_output=True)
+    text = path.with_suffix(".txt")
+    text.write_text("\n".join(params.split()) + "\n")
+    subprocess.run(["mcopy", "-o", "-i", str(path), str(text), "::/parameters.txt"],
+                   check=True, capture_output=True)
+    return path
+
+
+@dataclass
+class FlowTiming:
+    """Seconds from the guest's start: to the agent starting, to the flow's end."""
+
+    flow: str
+    media: str
+    agent_started: float | None
+    finished: float
+    # When the guest stopped by itself (the agent's standby.power_off), if it did.
+    powered_itself_off: float | None = None
+    node: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+class QemuNode:
+    """One enrolled node and the QEMU guest that is its hardware."""
+
+    def __init__(self, name: str, media: Media, api_port: int, workdir: Path,
+                 artefacts: Path, memory_mib: int = 1024) -> None:
+        self.name = name
+        self.media = media
+        self.mac = random_mac()
+        self.host_port = ironic.free_port()
+        self.api_url = f"http://10.0.2.2:{api_port}"
+        self.workdir = workdir
+        self.artefacts = artefacts
+        self.memory_mib = memory_mib
+        self.disk = workdir / f"{name}-disk.img"
+        with open(self.disk, "wb") as f:
+            f.truncate(DISK_SIZE)
+        self.guest: NodeGuest | None = None
+        self.boots = 0
+        self.uuid = ""
+
+    # -- the BMC --------------------------------------------------------------
+
+    def power_on(self, params: str, label: str) -> NodeGuest:
+        self.power_off()
+        self.boots += 1
+        spec = self.media.spec(self, params, self.workdir)
+        spec.name = f"{self.name}-{self.boots}-{label}"
+        self.guest = NodeGuest(spec, self.disk, self.host_port).start()
+        return self.guest
+
+    def power_off(self) -> None:
+        if self.guest is None:
+            return
+        guest, self.guest = self.guest, None
+        guest.stop()
+        self.keep_console(guest)
+        guest.discard()
+
+    def keep_console(self, guest: NodeGuest) -> Path:
+        self.artefacts.mkdir(parents=True, exist_ok=True)
+        dest = self.artefacts / f"{guest.spec.name}.console.log"
+        with contextlib.suppress(OSError):
+            shutil.copyfile(guest.console_path, dest)
+            (self.artefacts / f"{guest.spec.name}.qemu.argv").write_text(
+                " ".join(guest.argv()) + "\n")
+        return dest
+
+    def console_tail(self, chars: int = 4000) -> str:
+        if self.guest is None:
+            return "(no guest running)"
+        return self.guest.console()[-chars:]
+
+    def read_disk(self, length: int, offset: int = 0) -> bytes:
+        with open(self.disk, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def close(self) -> None:
+        self.power_off()
+        self.disk.unlink(missing_ok=True)
+
+
+class FlowFailed(AssertionError):
+    """A flow did not reach its end state; the message carries the evidence."""
+
+
+def explain(node: QemuNode, service: ironic.IronicService, what: str) -> str:
+    parts = [what]
+    if node.guest is not None:
+        state = "running" if node.guest.running() else "exited"
+        parts.append(f"--- guest {node.guest.spec.name} ({state}, {node.guest.elapsed:.0f} s),"
+                     f" serial console tail:\n{node.console_tail()}")
+        out = node.guest.qemu_output().strip()
+        if out:
+            parts.append(f"--- qemu output:\n{out[-1000:]}")
+    errors = [line for line in service.log_lines(node.uuid)
+              if " ERROR " in line or " WARNING " in line][-15:]
+    parts.append(f"--- Ironic log ({service.log}), errors for the node:\n"
+                 + "\n".join(line[:600] for line in errors))
+    return "\n".join(parts)
+
+
+def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicClient,
+          target: str, end_states: Iterable[str], *, wait_state: str, label: str,
+          params: str = "", timeout: float = 600, **provision: Any) -> FlowTiming:
+    """Request *target*, boot the guest at *wait_state*, wait for one of *end_states*.
+
+    The guest is stopped when Ironic records the node powered off after the boot
+    (end of cleaning, deploy tear-down, end of inspection) or when the flow ends.
+    Raises :class:`FlowFailed` with the console and Ironic's errors otherwise.
+    """
+    ends = set(end_states)
+    client.set_provision_state(node.uuid, target, **provision)
+    try:
+        client.wait_for_state(node.uuid, {wait_state}, timeout=120)
+    except (ironic.IronicError, TimeoutError) as exc:
+        raise FlowFailed(explain(node, service, str(exc))) from None
+    guest = node.power_on(params, label)
+    agent_started: float | None = None
+    self_off: float | None = None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if agent_started is None and AGENT_STARTED.search(guest.console()):
+                agent_started = guest.elapsed
+            data = client.node(node.uuid)
+            state = data["provision_state"]
+            if state in ends and data.get("target_provision_state") in (None, ""):
+                return FlowTiming(label, node.media.name, agent_started, guest.elapsed,
+                                  self_off, data)
+            if state in ironic.FAILED_STATES - ends:
+                raise FlowFailed(explain(node, service, f"{label}: node went to '{state}': "
+                                                        f"{data.get('last_error')}"))
+            if self_off is None and guest.proc is not None and guest.proc.poll() is not None:
+                self_off = guest.elapsed
+            if data.get("power_state") == "power off" and guest.running():
+                # Ironic powered the node off: the BMC cuts the power.
+                guest.stop()
+            if time.monotonic() > deadline:
+                raise FlowFailed(explain(node, service, f"{label}: node still '{state}' "
+                                                        f"after {timeout:.0f} s"))
+            time.sleep(0.5)
+    finally:
+        node.power_off()
+
+
+# -- images -------------------------------------------------------------------
+
+
+def make_whole_disk_image(directory: Path, disk_format: str,
+                          size: int = 4 << 20) -> tuple[Path, bytes]:
+    """A small whole-disk image (MBR, one partition, random stretches).
+
+    Returns the file to serve and the bytes the node's disk must start with.
+    """
+    rng = random.Random(f"{disk_format}-{size}")
+    data = bytearray(size)
+    for start in range(1 << 20, size, 1 << 20):
+        data[start:start + (256 << 10)] = rng.randbytes(256 << 10)
+    raw = directory / f"image-{disk_format}.raw"
+    raw.write_bytes(bytes(data))
+    subprocess.run(["sfdisk", "--quiet", str(raw)], input="label: dos\nstart=2048, type=83\n",
+                   text=True, check=True, capture_output=True)
+    content = raw.read_bytes()
+    if disk_format == "raw":
+        return raw, content
+    converted = directory / f"image.{disk_format}"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", disk_format, str(raw),
+                    str(converted)], check=True, capture_output=True)
+    raw.unlink()
+    return converted, content
+
+
+class _ImageHandler(http.server.SimpleHTTPRequestHandler):
+    """Files of one directory, asked for directly or through this server as a proxy.
+
+    A proxy request carries the absolute URL (``GET http://127.0.0.1:P/x``); only
+    URLs naming this very server are answered.
+    """
+
+    def _origin_form(self) -> bool:
+        if "://" not in self.path:
+            return True
+        parts = urllib.parse.urlsplit(self.path)
+        own = f"127.0.0.1:{cast(http.server.HTTPServer, self.server).server_port}"
+        if parts.scheme != "http" or parts.netloc != own:
+            self.send_error(403, "this proxy only reaches its own files")
+            return False
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return True
+
+    def do_GET(self) -> None:
+        if self._origin_form():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self._origin_form():
+            super().do_HEAD()
+
+    def log_message(self, format: str, *args: object) -> None:
+        self.server.requests.append(format % args)  # type: ignore[attr-defined]
+
+
+class ImageServer:
+    """Serves one directory on 127.0.0.1 and is its own HTTP proxy.
+
+    Ironic (on the host) checks ``http://127.0.0.1:P/img``; the guest cannot reach
+    that address, so the node's ``driver_info/image_http_proxy`` is this server as
+    the guest sees it, ``http://10.0.2.2:P``, and the agent fetches the same URL
+    through it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        handler = functools.partial(_ImageHandler, directory=str(directory))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.requests = []  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def requests(self) -> list[str]:
+        return self.httpd.requests  # type: ignore[attr-defined,no-any-return]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    @property
+    def guest_proxy(self) -> str:
+        return f"http://10.0.2.2:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def instance_info(url: str, image: Path, disk_format: str) -> dict[str, Any]:
+    return {"image_source": url,
+            "image_os_hash_algo": "sha256",
+            "image_os_hash_value": hashlib.sha256(image.read_bytes()).hexdigest(),
+            "image_disk_format": disk_format,
+            "root_gb": 1}
+
+
+# -- images to boot ---------------------------------------------------------------------
+
+
+def tinyipa_image(out: Path) -> tuple[Path, Path]:
+    """(kernel, initramfs) of ``./build.sh tinyipa``, rebuilt when its inputs changed.
+
+    Shares the boot tests' freshness stamp (``out/tinyipa/.inputs-key``), so one
+    session builds the image at most once.
+    """
+    from tests.boot.test_tinyipa import inputs_key
+
+    directory = out / "tinyipa"
+    kernel, initrd, stamp = (directory / "tinyipa.kernel", directory / "tinyipa.initramfs",
+                             directory / ".inputs-key")
+    key = inputs_key()
+    if kernel.exists() and initrd.exists() and stamp.exists() and stamp.read_text() == key:
+        return kernel, initrd
+    proc = subprocess.run([str(TOP / "build.sh"), "tinyipa"], cwd=TOP, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"./build.sh tinyipa failed:\n{proc.stdout[-3000:]}")
+    stamp.write_text(key)
+    return kernel, initrd
+
+
+# -- the flows ------------------------------------------------------------------------
+
+
+# The fake management interface only takes the pxe boot device; Ironic skips
+# setting disk for this vendor in UEFI mode (see real-ironic.md).
+DEPLOY_PROPERTIES = {"vendor": "lenovo", "capabilities": "boot_mode:uefi"}
+
+
+class NodeFlows:
+    """The operator's flows on one QEMU node, each timed from the guest's start."""
+
+    def __init__(self, node: QemuNode, service: ironic.IronicService,
+                 client: ironic.IronicClient) -> None:
+        self.node = node
+        self.service = service
+        self.client = client
+        self.timings: list[FlowTiming] = []
+
+    def enroll(self) -> str:
+        created = self.client.create_node(f"{self.node.name}-{time.monotonic_ns()}",
+                                          inspect_interface="agent")
+        self.node.uuid = str(created["uuid"])
+        self.client.create_port(self.node.uuid, self.node.mac)
+        self.client.set_provision_state(self.node.uuid, "manage")
+        self.client.wait_for_state(self.node.uuid, {"manageable"}, timeout=60)
+        return self.node.uuid
+
+    def _drive(self, target: str, ends: set[str], wait_state: str, label: str,
+               **kwargs: Any) -> FlowTiming:
+        timing = drive(self.node, self.service, self.client, target, ends,
+                       wait_state=wait_state, label=label, **kwargs)
+        self.timings.append(timing)
+        return timing
+
+    def inspect(self) -> FlowTiming:
+        callback = f"{self.node.api_url}/v1/continue_inspection"
+        return self._drive("inspect", {"manageable"}, "inspect wait", "inspect",
+                           params=f"ipa-inspection-callback-url={callback}")
+
+    def provide(self) -> FlowTiming:
+        """manageable → cleaning (erase_devices_metadata) → available."""
+        properties = {**self.client.node(self.node.uuid)["properties"], **DEPLOY_PROPERTIES}
+        self.client.patch_node(self.node.uuid, properties=properties)
+        return self._drive("provide", {"available"}, "clean wait", "clean")
+
+    def deploy(self, server: ImageServer, image: Path, disk_format: str, *,
+               oob_power_off: bool = False) -> FlowTiming:
+        """available → active with a whole-disk image.
+
+        With *oob_power_off* the tear-down is ``standby.sync`` and a BMC power-off
+        (``driver_info/deploy_forces_oob_reboot``); without, the agent powers the
+        guest off itself (``standby.power_off``) and Ironic then polls the power
+        state before forcing it off.
+        """
+        self.client.patch_node(
+            self.node.uuid, instance_info=instance_info(server.url(image.name), image, disk_format),
+            driver_info={"deploy_forces_oob_reboot": oob_power_off,
+                         "image_http_proxy": server.guest_proxy})
+        return self._drive("active", {"active"}, "wait call-back", f"deploy-{disk_format}")
+
+    def undeploy(self) -> FlowTiming:
+        """active → deleting → cleaning → available."""
+        return self._drive("deleted", {"available"}, "clean wait", "undeploy")
+
+    def retire(self) -> None:
+        with contextlib.suppress(Exception):
+            if not self.client.node(self.node.uuid).get("maintenance"):
+                self.client.set_maintenance(self.node.uuid, True)
+            self.client.delete_node(self.node.uuid)

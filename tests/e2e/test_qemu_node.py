@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End to end: the real Ironic 39 drives a QEMU node running the tinyipa image.
+
+The test plays the node's BMC (see ``qemu_bmc.py``): it boots the guest (TCG,
+one vCPU, 1 GiB, a 5 GiB sparse virtio disk, a virtio NIC with the port's MAC)
+when Ironic waits for the ramdisk and cuts the power when Ironic powers the node
+off. Ironic runs with ``[agent]require_tls=True`` (its default), so the agent in
+the guest serves its API over auto-TLS with a certificate for the advertised
+127.0.0.1.
+
+Flows, once booting kernel + initramfs and once from the ISO (virtual-media
+style): inspect → manageable with the guest's CPU, RAM and disk; provide →
+automated cleaning (erase_devices_metadata) → available; deploy of a small
+whole-disk image (raw, then qcow2, from a loopback server, sha256) → active,
+with the image's bytes on the guest's disk; undeploy → cleaning → available.
+
+Each flow's wall time from the guest's start goes to
+``out/test-artifacts/e2e/qemu-node/times.jsonl`` (the README figures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import ironic, qemu_bmc
+from tests.e2e.conftest import Ironic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.boot]
+
+GUEST_MEMORY_MIB = 1024
+
+
+@pytest.fixture(scope="module")
+def artefacts(e2e_artifacts: Path) -> Path:
+    path = e2e_artifacts / "qemu-node"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tinyipa() -> tuple[Path, Path]:
+    return qemu_bmc.tinyipa_image(ironic.out_dir())
+
+
+@pytest.fixture(scope="module")
+def ironic_vm(tmp_path_factory: pytest.TempPathFactory, artefacts: Path) -> Iterator[Ironic]:
+    """Ironic's default require_tls=True; callbacks may take a TCG boot's time."""
+    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600)
+    service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-vm"))
+    try:
+        yield Ironic(service, client)
+    finally:
+        service.stop()
+        with contextlib.suppress(OSError):
+            shutil.copyfile(service.log, artefacts / "ironic.log")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[qemu_bmc.ImageServer, dict[str, tuple[Path, bytes]]]]:
+    served = tmp_path_factory.mktemp("qemu-images")
+    made = {fmt: qemu_bmc.make_whole_disk_image(served, fmt) for fmt in ("raw", "qcow2")}
+    with qemu_bmc.ImageServer(served) as server:
+        yield server, made
+
+
+def record(artefacts: Path, timings: list[qemu_bmc.FlowTiming]) -> None:
+    with open(artefacts / "times.jsonl", "a") as f:
+        f.writelines(json.dumps({"media": t.media, "flow": t.flow,
+                                 "agent_started_s": t.agent_started,
+                                 "finished_s": round(t.finished, 1),
+                                 "powered_itself_off_s": t.powered_itself_off}) + "\n"
+                     for t in timings)
+    for t in timings:
+        print(f"qemu-node {t.media:6} {t.flow:14} agent up {t.agent_started or 0:6.1f} s, "
+              f"done {t.finished:6.1f} s after the guest started")
+
+
+def mbr_signature(node: qemu_bmc.QemuNode) -> bytes:
+    return node.read_disk(2, 510)
+
+
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("media_name", ["kernel", "iso"])
+def test_qemu_node_flows(media_name: str, tinyipa: tuple[Path, Path], ironic_vm: Ironic,
+                         images: tuple[qemu_bmc.ImageServer, dict[str, tuple[Path, bytes]]],
+                         artefacts: Path, tmp_path: Path) -> None:
+    kernel, initrd = tinyipa
+    media: qemu_bmc.Media = (qemu_bmc.KernelMedia(kernel, initrd) if media_name == "kernel"
+                             else qemu_bmc.IsoMedia(kernel, initrd))
+    node = qemu_bmc.QemuNode(f"vm-{media_name}", media, ironic_vm.service.api_port, tmp_path,
+                             artefacts, memory_mib=GUEST_MEMORY_MIB)
+    flows = qemu_bmc.NodeFlows(node, ironic_vm.service, ironic_vm.client)
+    server, made = images
+    try:
+        flows.enroll()
+
+        # Inspection: Ironic's cpus/memory/root-device hooks fill the properties.
+        inspected = flows.inspect().node
+        props = inspected["properties"]
+        assert props.get("cpus") == 1, props
+        assert props.get("memory_mb") == GUEST_MEMORY_MIB, props
+        assert props.get("local_gb") == qemu_bmc.DISK_SIZE // qemu_bmc.GIB - 1, props
+        assert props.get("cpu_arch") == "x86_64", props
+        inventory = ironic_vm.client.call("GET", f"/v1/nodes/{node.uuid}/inventory")["inventory"]
+        disks = {d["name"]: d["size"] for d in inventory["disks"]}
+        assert disks.get("/dev/vda") == qemu_bmc.DISK_SIZE, disks
+        assert node.mac in [i["mac_address"] for i in inventory["interfaces"]]
+
+        # Automated cleaning wipes the metadata of a disk that has a partition table.
+        image, content = made["raw"]
+        with open(node.disk, "r+b") as disk:
+            disk.write(content[:1 << 20])
+        assert mbr_signature(node) == b"\x55\xaa"
+        flows.provide()
+        assert mbr_signature(node) != b"\x55\xaa", "cleaning left the partition table"
+
+        # Deploy raw, undeploy, deploy qcow2. On the kernel run the raw deploy ends with
+        # the agent's standby.power_off; otherwise Ironic syncs and cuts the power.
+        agent_power_off = media_name == "kernel"
+        flows.deploy(server, image, "raw", oob_power_off=not agent_power_off)
+        assert node.read_disk(len(content)) == content, "the disk does not hold the raw image"
+        # Ironic checked the URL itself; the guest fetched it through the proxy.
+        assert f"GET {server.url(image.name)} " in "\n".join(server.requests), server.requests
+        flows.undeploy()
+        assert mbr_signature(node) != b"\x55\xaa", "cleaning after undeploy left the image"
+        image, content = made["qcow2"]
+        deployed = flows.deploy(server, image, "qcow2", oob_power_off=True)
+        assert node.read_disk(len(content)) == content, "the disk does not hold the qcow2 image"
+        assert deployed.node["last_error"] is None
+
+        # The agent's callbacks named the forwarded port, over TLS only.
+        log = ironic_vm.service.log.read_text(errors="replace")
+        assert f"callback_url': 'https://127.0.0.1:{node.host_port}'" in log
+        assert f"callback_url': 'http://127.0.0.1:{node.host_port}'" not in log
+    finally:
+        record(artefacts, flows.timings)
+        node.close()
+        flows.retire()

@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The diskimage-builder image (``./build.sh dib``) booted under QEMU (TCG).
+
+One guest, 1 vCPU and 1 GiB of RAM, a virtio NIC on user networking and a
+virtio disk: the agent started by systemd must look itself up in a fake Ironic
+on 127.0.0.1 (reached from the guest as 10.0.2.2) with the NIC's MAC, then
+heartbeat with a callback URL that works through ``hostfwd``: ``GET
+/v1/status`` answers and ``poll.get_hardware_info`` lists the virtio disk.
+The serial console is kept under ``out/test-artifacts/dib/`` on failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.boot.qemu import Guest
+from tests.boot.qemu import GuestSpec
+from tests.fake_ironic import FakeIronic
+
+pytestmark = [pytest.mark.boot, pytest.mark.build]
+
+TOP = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
+DIB = OUT / "dib"
+AGENT_PORT = 9999
+DISK_SERIAL = "lean-ipa-dib-disk0"
+DISK_SIZE = 3 << 30
+
+
+@pytest.fixture(scope="session")
+def dib_image() -> tuple[Path, Path]:
+    """out/dib/lean-ipa.{kernel,initramfs}; build.sh skips the build when its inputs are unchanged."""
+    subprocess.run([str(TOP / "build.sh"), "dib"], check=True)
+    kernel, initrd = DIB / "lean-ipa.kernel", DIB / "lean-ipa.initramfs"
+    assert kernel.is_file() and initrd.is_file()
+    return kernel, initrd
+
+
+@dataclass
+class Booted:
+    guest: Guest
+    ironic: FakeIronic
+
+
+@pytest.fixture(scope="module")
+def dib(dib_image: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterator[Booted]:
+    """The dib image booted once for every test here, with a fake Ironic answering.
+
+    The console log is kept if any of these tests fails.
+    """
+    kernel, initrd = dib_image
+    failed_before = request.session.testsfailed
+    with FakeIronic() as ironic:
+        spec = GuestSpec(
+            name="dib", kernel=kernel, initrd=initrd, memory_mib=1024,
+            append=f"console=ttyS0 ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1",
+            disk_serial=DISK_SERIAL, disk_size=DISK_SIZE, forward_ports=(AGENT_PORT,))
+        with Guest(spec) as guest:
+            yield Booted(guest, ironic)
+            if request.session.testsfailed > failed_before:
+                guest.keep_artefacts()
+
+
+def agent_request(dib: Booted, method: str, path: str,
+                  body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """Call the agent at the heartbeat's callback URL, through hostfwd."""
+    beat = dib.ironic.wait_for_heartbeat(timeout=1)
+    url = urlsplit(beat.body["callback_url"])
+    assert url.port == AGENT_PORT
+    host_port = dib.guest.forwards[AGENT_PORT]
+    conn: http.client.HTTPConnection
+    if url.scheme == "https":
+        # Automatic TLS: the agent's certificate names the guest's address, not
+        # 127.0.0.1, so check the chain against the CA it sent, not the name.
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
+            ca.write(beat.body["agent_verify_ca"])
+            ca.flush()
+            ctx = ssl.create_default_context(cafile=ca.name)
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", host_port, timeout=120, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", host_port, timeout=120)
+    try:
+        payload = None if body is None else json.dumps(body)
+        conn.request(method, path, body=payload,
+                     headers={"Content-Type": "application/json"} if body else {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_lookup_with_the_guest_mac(dib: Booted) -> None:
+    lookup = dib.ironic.wait_for_lookup(timeout=600)
+    assert dib.guest.spec.mac.lower() in [a.lower() for a in lookup.addresses]
+
+
+def test_heartbeat_with_a_callback_url(dib: Booted) -> None:
+    beat = dib.ironic.wait_for_heartbeat(timeout=300)
+    assert beat.node_uuid == dib.ironic.node_uuid
+    assert beat.body["agent_token"] == dib.ironic.agent_token
+    url = urlsplit(beat.body["callback_url"])
+    assert url.scheme in ("http", "https") and url.hostname == "10.0.2.15"
+
+
+def test_status_through_hostfwd(dib: Booted) -> None:
+    dib.ironic.wait_for_heartbeat(timeout=300)
+    status, body = agent_request(dib, "GET", "/v1/status")
+    assert status == 200
+    assert body["version"] == "13.0.0"
+
+
+def test_hardware_info_lists_the_virtio_disk(dib: Booted) -> None:
+    dib.ironic.wait_for_heartbeat(timeout=300)
+    status, body = agent_request(
+        dib, "POST", f"/v1/commands/?wait=true&agent_token={dib.ironic.agent_token}",
+        {"name": "poll.get_hardware_info", "params": {}})
+    assert status == 200, body
+    assert body["command_status"] == "SUCCEEDED", body
+    disks = body["command_result"]["disks"]
+    ours = [d for d in disks if d.get("serial") == DISK_SERIAL]
+    assert ours, f"no disk with serial {DISK_SERIAL} in {disks}"
+    assert ours[0]["size"] == DISK_SIZE
+    assert ours[0]["name"] == "/dev/vda"

@@ -188,8 +188,8 @@ def measure(require_tls: bool, runs: int, workdir: Path) -> dict[str, Samples]:
                 for name, command in commands.items():
                     upstream = name != "lean-ipa"
 
-                    def make_agent(command: list[str] = command,
-                                   upstream: bool = upstream) -> host.AgentProcess:
+                    def make_agent(command: list[str] = command, upstream: bool = upstream,
+                                   i: int = i) -> host.AgentProcess:
                         return host.AgentProcess(
                             command, workdir / "agents", relay.url, auto_tls=require_tls,
                             name=f"{'upstream' if upstream else 'ours'}-{i}",

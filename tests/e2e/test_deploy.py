@@ -64,6 +64,11 @@ def make_image(directory: Path, disk_format: str) -> tuple[Path, bytes]:
     return qcow2, content
 
 
+def first_difference(a: bytes, b: bytes) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
 @pytest.mark.parametrize(("disk_format", "tls"), [("raw", False), ("qcow2", True)],
                          ids=["raw-plain", "qcow2-auto-tls"])
 def test_deploy_and_undeploy(disk_format: str, tls: bool, request: pytest.FixtureRequest,
@@ -97,7 +102,7 @@ def test_deploy_and_undeploy(disk_format: str, tls: bool, request: pytest.Fixtur
     on_disk = flow.disk.read(len(content))
     assert on_disk == content, flow.explain(
         f"{flow.disk.device} does not hold the {disk_format} image: first difference at byte "
-        f"{next(i for i, (a, b) in enumerate(zip(on_disk, content)) if a != b)}")
+        f"{first_difference(on_disk, content)}")
 
     flow.client.patch_node(flow.uuid, automated_clean=True)
     flow.run_to("deleted", {"available"}, wait_state="clean wait", auto_tls=tls)

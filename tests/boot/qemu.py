@@ -60,7 +60,9 @@ class GuestSpec:
     iso: Path | None = None
     firmware: str = "bios"                  # "bios" or "uefi"
     memory_mib: int = 1024
-    disk_size: int = 2 << 30                # bytes; sparse, never written by the host
+    # bytes; sparse, never written by the host. Over 4 GiB: the agent skips
+    # smaller disks when it picks a root device (and retries for a while).
+    disk_size: int = 8 << 30
     disk_serial: str = "lean-ipa-disk0"
     mac: str = field(default_factory=random_mac)
     forward_ports: tuple[int, ...] = (9999,)

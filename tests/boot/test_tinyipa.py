@@ -24,7 +24,7 @@ from tinyipa import cpio
 TOP = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
 IMAGE = OUT / "tinyipa"
-DISK_SIZE = 2 << 30
+DISK_SIZE = 8 << 30  # agents ignore disks under 4 GiB as root devices
 
 
 def inputs_key() -> str:

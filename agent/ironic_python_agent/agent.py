@@ -17,7 +17,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from ironic_python_agent import config, errors, ironic, net, tls
+from ironic_python_agent import config, errors, ironic, jsonhttp, net, tls
 from ironic_python_agent.extensions import base
 
 LOG = logging.getLogger(__name__)
@@ -157,9 +157,9 @@ class Agent(base.ExecuteCommandMixin):
         return urls
 
     def _make_client(self, urls: list[str]) -> ironic.IronicClient:
-        session = tls.client_session(
+        session = jsonhttp.Session(tls.client_context(
             insecure=self.conf.insecure, cafile=self.conf.cafile,
-            certfile=self.conf.certfile, keyfile=self.conf.keyfile)
+            certfile=self.conf.certfile, keyfile=self.conf.keyfile))
         fixed = (ironic.parse_version(self.conf.ironic_api_version)
                  if self.conf.ironic_api_version else None)
         return ironic.IronicClient(urls=urls, session=session,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from ironic_python_agent import errors
+from ironic_python_agent import errors, tls
 
 LOG = logging.getLogger(__name__)
 
@@ -77,18 +77,8 @@ def basic_auth_header(user: str, password: str) -> str:
 
 
 def _tls_context(opts: DownloadOptions) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=opts.cafile)
-    if opts.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if opts.certfile:
-        ctx.load_cert_chain(opts.certfile, opts.keyfile)
-    if opts.tls_min_version:
-        versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-        wanted = versions.get(str(opts.tls_min_version).removeprefix("TLSv"))
-        if wanted is not None:
-            ctx.minimum_version = wanted
-    return ctx
+    return tls.client_context(opts.insecure, opts.cafile, opts.certfile, opts.keyfile,
+                              opts.tls_min_version)
 
 
 def _bypass_proxy(host: str, no_proxy: str | None) -> bool:

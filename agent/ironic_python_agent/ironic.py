@@ -11,9 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from ironic_python_agent import __version__, errors
+from ironic_python_agent.jsonhttp import HTTPConnectionError, Response, Session
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class IronicClient:
     """Talks to one or more Ironic API URLs (rotated on connection errors)."""
 
     urls: list[str]
-    session: requests.Session
+    session: Session
     timeout: float = 30.0
     api_version: tuple[int, int] | None = None  # fixed by config, or detected
     request_id: str | None = None
@@ -67,13 +66,13 @@ class IronicClient:
             headers["X-OpenStack-Request-ID"] = self.request_id
         return headers
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Response:
         """Try each URL in turn on connection errors; the one that answers goes first."""
         last: Exception | None = None
         for i, base in enumerate(list(self.urls)):
             try:
                 resp = self.session.request(method, base + path, timeout=self.timeout, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except HTTPConnectionError as exc:
                 last = exc
                 continue
             if i:
@@ -109,7 +108,7 @@ class IronicClient:
         try:
             resp = self._request("GET", "/v1/lookup", params=params,
                                  headers=self._headers(version))
-        except (requests.RequestException, OSError) as exc:
+        except HTTPConnectionError as exc:
             LOG.warning("Lookup failed: %s", exc)
             return None, None
         if resp.status_code != 200:
@@ -173,7 +172,7 @@ class IronicClient:
         try:
             resp = self._request("POST", f"/v1/heartbeat/{uuid}", data=json.dumps(body),
                                  headers=self._headers(version))
-        except (requests.RequestException, OSError) as exc:
+        except HTTPConnectionError as exc:
             raise errors.HeartbeatConnectionError(str(exc)) from exc
         if resp.status_code == 409:
             raise errors.HeartbeatConflictError(_error_text(resp))
@@ -181,7 +180,7 @@ class IronicClient:
             raise errors.HeartbeatError(f"{resp.status_code}: {_error_text(resp)}")
 
 
-def _error_text(resp: requests.Response) -> str:
+def _error_text(resp: Response) -> str:
     """The message of an Ironic error answer (error_message is a dict or JSON text)."""
     try:
         body = resp.json()

@@ -16,7 +16,6 @@ import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
-from typing import Any
 
 from ironic_python_agent.run import run
 
@@ -106,32 +105,21 @@ def server_context(cert_file: str, key_file: str, min_version: str = "1.2",
     return ctx
 
 
-def client_session(insecure: bool = False, cafile: str | None = None,
+def client_context(insecure: bool = False, cafile: str | None = None,
                    certfile: str | None = None, keyfile: str | None = None,
-                   min_version: str | None = None) -> Any:
-    """A requests session for outbound calls (Ironic, image servers, inspector)."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.ssl_ import create_urllib3_context
-
-    session = requests.Session()
-    session.verify = False if insecure else (cafile or True)
-    if certfile and keyfile:
-        session.cert = (certfile, keyfile)
-    if min_version:
-        version = TLS_VERSIONS[min_version]
-
-        class _MinVersionAdapter(HTTPAdapter):
-            def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-                kwargs["ssl_context"] = create_urllib3_context(ssl_minimum_version=version)
-                super().init_poolmanager(*args, **kwargs)
-
-        session.mount("https://", _MinVersionAdapter())
+                   min_version: str | None = None) -> ssl.SSLContext:
+    """The SSL context for outbound HTTPS (Ironic, image servers, inspector)."""
+    ctx = ssl.create_default_context(cafile=cafile)
     if insecure:
-        import urllib3
-
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    return session
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    if min_version:
+        wanted = TLS_VERSIONS.get(str(min_version).removeprefix("TLSv"))
+        if wanted is not None:
+            ctx.minimum_version = wanted
+    return ctx
 
 
 def make_secret_token() -> str:

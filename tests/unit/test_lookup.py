@@ -4,7 +4,7 @@
 import socket
 
 import pytest
-import requests
+from ironic_python_agent.jsonhttp import Session
 
 from ironic_python_agent import errors, ironic
 from ironic_python_agent.agent import TokenLost
@@ -13,7 +13,7 @@ from tests.fake_ironic import FakeIronic
 
 
 def client(*urls, version=None):
-    return ironic.IronicClient(urls=list(urls), session=requests.Session(), timeout=5,
+    return ironic.IronicClient(urls=list(urls), session=Session(), timeout=5,
                                api_version=version)
 
 

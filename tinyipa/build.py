@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -407,17 +408,19 @@ def make_initramfs(ctx: Context) -> None:
         store = ctx.cache / "compressed"
         store.mkdir(parents=True, exist_ok=True)
         tmp = ctx.out / f"{ctx.name}.initramfs.tmp"
-        reused, ino, count = [], 1, 0
+        reused, count = [], 0
         with open(tmp, "wb") as out:
-            for name in order:
-                data = cpio.archive(groups[name], mtime=mtime, first_ino=ino)
-                ino += len(groups[name])
+            for number, name in enumerate(order):
+                # Inode numbers only pair hard links (there are none); a fixed
+                # range per archive keeps each one independent of the others.
+                data = cpio.archive(groups[name], mtime=mtime, first_ino=(number << 20) + 1)
                 count += len(groups[name])
                 argv = COMPRESSORS[ctx.compression]
                 key = hashlib.sha256(data + " ".join(argv).encode()).hexdigest()
                 blob = store / f"{key}.{ctx.compression}"
                 if blob.exists():
                     reused.append(name)
+                    blob.touch()  # recently used: kept by the clean-up below
                 else:
                     packed = subprocess.run(argv, input=data, stdout=subprocess.PIPE,
                                             check=True).stdout
@@ -428,6 +431,9 @@ def make_initramfs(ctx: Context) -> None:
                 # valid stream, which the kernel and the CLI tools read whole.
                 out.write(packed)
         tmp.rename(ctx.out / f"{ctx.name}.initramfs")
+        for stale in store.iterdir():  # parts no build has used for two weeks
+            if time.time() - stale.stat().st_mtime > 14 * 86400:
+                stale.unlink()
         shutil.copyfile(ctx.workdir / "kernel", ctx.out / f"{ctx.name}.kernel")
         size = (ctx.out / f"{ctx.name}.initramfs").stat().st_size
         ksize = (ctx.out / f"{ctx.name}.kernel").stat().st_size

@@ -11,9 +11,12 @@ The serial console is kept under ``out/test-artifacts/dib/`` on failure.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import tempfile
@@ -41,11 +44,83 @@ DISK_SIZE = 3 << 30
 
 @pytest.fixture(scope="session")
 def dib_image() -> tuple[Path, Path]:
-    """out/dib/lean-ipa.{kernel,initramfs}; build.sh skips the build when its inputs are unchanged."""
-    subprocess.run([str(TOP / "build.sh"), "dib"], check=True)
+    """out/dib/lean-ipa.{kernel,initramfs}; build.sh skips the build if nothing changed."""
+    proc = subprocess.run([str(TOP / "build.sh"), "dib"], cwd=TOP, text=True, timeout=1500,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        log = DIB / "build.log"
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+        pytest.fail(f"./build.sh dib failed:\n{proc.stdout[-3000:]}\n"
+                    f"--- build.log tail ---\n{tail}")
     kernel, initrd = DIB / "lean-ipa.kernel", DIB / "lean-ipa.initramfs"
     assert kernel.is_file() and initrd.is_file()
     return kernel, initrd
+
+
+@pytest.fixture(scope="session")
+def dib_root(dib_image: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The initramfs unpacked: a small uncompressed cpio (device nodes), then the zstd root."""
+    root = tmp_path_factory.mktemp("dib-root")
+    data = dib_image[1].read_bytes()
+    end = data.index(b"TRAILER!!!") + len(b"TRAILER!!!")
+    while data[end] == 0:
+        end += 1
+    for archive in (data[:end], subprocess.run(["zstd", "-dc"], input=data[end:], check=True,
+                                                 capture_output=True).stdout):
+        subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], cwd=root,
+                       input=archive, check=True, capture_output=True)
+    return root
+
+
+def certs(pem: str) -> set[str]:
+    """The base64 bodies of the certificates in a PEM bundle."""
+    return {"".join(body.split()) for body in re.findall(
+        r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem, re.S)}
+
+
+def test_outputs_checksums_and_manifest(dib_image: tuple[Path, Path]) -> None:
+    for line in (DIB / "sha256sums").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((DIB / name).read_bytes()).hexdigest() == digest
+    manifest = (DIB / "manifest").read_text().splitlines()
+    kinds = {line.split()[0] for line in manifest}
+    assert {"input", "kernel", "deb", "python"} <= kinds
+    assert any(line.startswith("python lean-ipa 13.0.0 ") for line in manifest)
+    assert any(line.startswith("deb linux-image-") for line in manifest)
+    assert any(line.startswith("input wheel lean_ipa-") for line in manifest)
+
+
+def test_systemd_is_init_and_the_agent_is_enabled(dib_root: Path) -> None:
+    assert os.readlink(dib_root / "init") == "sbin/init"
+    assert (dib_root / "dev" / "console").is_char_device()
+    wants = dib_root / "etc/systemd/system/multi-user.target.wants"
+    assert (wants / "lean-ipa.service").is_symlink()
+    assert (wants / "systemd-networkd.service").is_symlink()
+    unit = (dib_root / "etc/systemd/system/lean-ipa.service").read_text()
+    ordering = [line for line in unit.splitlines()
+                if line.split("=")[0] in ("After", "Wants", "Requires")]
+    assert ordering and not [line for line in ordering if "network-online" in line]
+    assert (dib_root / "opt/lean-ipa/bin/ironic-python-agent").exists()
+    assert not list((dib_root / "opt/lean-ipa").rglob("pip/__init__.py")), "pip left in the venv"
+    assert not list((dib_root / "boot").iterdir())
+
+
+def test_no_host_ca_in_the_image(dib_root: Path) -> None:
+    """The build host's own CAs (an intercepting proxy's) never go into the image."""
+    bundle = dib_root / "etc/ssl/certs/ca-certificates.crt"
+    image = certs(bundle.read_text())
+    host = Path("/etc/ssl/certs/ca-certificates.crt")
+    host_only = certs(host.read_text()) - image if host.exists() else set()
+    for local in Path("/usr/local/share/ca-certificates").glob("**/*.crt"):
+        host_only |= certs(local.read_text())
+    assert not host_only & image
+    for pem in (dib_root / "opt/lean-ipa").rglob("cacert.pem"):
+        assert not host_only & certs(pem.read_text()), f"host CA in {pem}"
+    markers = {base64.b64encode(base64.b64decode(c)[-60:-12]) for c in host_only}
+    for path in (dib_root / "etc/ssl").rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            blob = path.read_bytes().replace(b"\n", b"")
+            assert not any(m in blob for m in markers), f"host CA in {path}"
 
 
 @dataclass

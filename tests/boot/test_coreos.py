@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: Apache-2.0
+"""./build.sh coreos, then boot it in QEMU: systemd on the host, the agent in nspawn.
+
+systemd-nspawn cannot run on the build host (no systemd as PID 1 there), so the
+container is only ever started inside the booted image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import ssl
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.boot.qemu import Guest, GuestSpec
+from tests.fake_ironic import FakeIronic
+
+TOP = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
+IMAGE = OUT / "coreos"
+NAME = "lean-ipa-coreos"
+DISK_SIZE = 2 << 30
+DISK_SERIAL = "lean-ipa-disk0"
+
+
+def build(*args: str) -> None:
+    proc = subprocess.run([str(TOP / "build.sh"), "coreos", *args], cwd=TOP, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800)
+    if proc.returncode != 0:
+        log = IMAGE / "build.log"
+        tail = log.read_text()[-4000:] if log.exists() else ""
+        pytest.fail(f"./build.sh coreos {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n"
+                    f"--- build.log tail ---\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def coreos_image() -> tuple[Path, Path]:
+    """(kernel, initramfs); the builder itself skips work whose inputs are unchanged."""
+    build()
+    return IMAGE / f"{NAME}.kernel", IMAGE / f"{NAME}.initramfs"
+
+
+def cpio_names(data: bytes) -> set[str]:
+    listing = subprocess.run(["cpio", "-it", "--quiet"], input=data, capture_output=True,
+                             check=True).stdout.decode()
+    return set(listing.split("\n")) - {""}
+
+
+# -- the artefacts --------------------------------------------------------------------
+
+
+@pytest.mark.build
+def test_outputs_checksums_manifest_log(coreos_image: tuple[Path, Path]) -> None:
+    sums = dict(reversed(line.split("  ")) for line in
+                (IMAGE / "sha256sums").read_text().splitlines())
+    for path in coreos_image:
+        assert sums[path.name] == hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = (IMAGE / f"{NAME}.manifest").read_text().splitlines()
+    assert any(line.startswith("host kernel-package linux-image-") for line in manifest)
+    assert any(line.startswith("python werkzeug-") for line in manifest)
+    assert any(line.startswith("input key ") for line in manifest)
+
+
+@pytest.mark.build
+def test_host_layout_and_container(coreos_image: tuple[Path, Path], tmp_path: Path) -> None:
+    data = subprocess.run(["zstd", "-dc", str(coreos_image[1])], check=True,
+                          stdout=subprocess.PIPE).stdout
+    names = cpio_names(data)
+    for needed in ("init", "usr/lib/systemd/systemd", "usr/bin/systemd-nspawn",
+                   "usr/lib/systemd/systemd-networkd", "usr/share/oem/container.squashfs",
+                   "usr/share/oem/host-config.yaml",
+                   "etc/systemd/system/lean-ipa.service",
+                   "etc/systemd/system/multi-user.target.wants/lean-ipa.service",
+                   "etc/systemd/network/80-lean-ipa-dhcp.network"):
+        assert needed in names, needed
+    assert not any(n.startswith("etc/ssh/ssh_host_") for n in names)  # made at boot
+    assert "etc/initrd-release" not in names  # systemd runs the initramfs as the system
+    modules = [n for n in names if n.startswith("usr/lib/modules/") and n.endswith(".ko")]
+    for wanted in ("virtio_net", "virtio_blk", "squashfs", "overlay", "loop", "nvme", "ahci"):
+        assert any(m.endswith(f"/{wanted}.ko") for m in modules), wanted
+
+    # The container's rootfs: the agent, its tools, and no CA bundle from this host.
+    subprocess.run(["cpio", "-id", "--quiet", "usr/share/oem/container.squashfs"],
+                   input=data, cwd=tmp_path, check=True)
+    image = tmp_path / "usr/share/oem/container.squashfs"
+    listing = subprocess.run(["unsquashfs", "-l", str(image)], capture_output=True,
+                             check=True, text=True).stdout.split()
+    inside = {n.removeprefix("squashfs-root/") for n in listing}
+    for program in ("usr/local/bin/ironic-python-agent", "usr/bin/python3.11",
+                    "usr/sbin/parted", "usr/sbin/sgdisk", "usr/bin/qemu-img",
+                    "usr/sbin/mdadm", "usr/bin/lsblk", "usr/bin/udevadm", "usr/sbin/nvme",
+                    "usr/bin/openssl", "usr/sbin/sfdisk"):
+        assert program in inside, program
+    assert not any("/pip/" in n for n in inside if n.startswith("opt/"))  # no pip shipped
+    assert "etc/ssl/certs/ca-certificates.crt" not in inside
+
+
+@pytest.mark.build
+def test_user_host_gets_an_appended_oem_archive(coreos_image: tuple[Path, Path],
+                                                tmp_path: Path) -> None:
+    """--host-kernel/--host-initrd: the given initrd, untouched, then our OEM cpio."""
+    (tmp_path / "tree/etc").mkdir(parents=True)
+    (tmp_path / "tree/etc/os-release").write_text("ID=somehost\n")
+    user_initrd = tmp_path / "host.initrd"
+    listing = subprocess.run(["find", "."], cwd=tmp_path / "tree", capture_output=True,
+                             check=True).stdout
+    with open(user_initrd, "wb") as out:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tmp_path / "tree",
+                       input=listing, stdout=out, check=True)
+    with open(user_initrd, "ab") as out:
+        out.write(b"\0\0\0")  # an odd length: the OEM archive must still start aligned
+    build("--name", "appended", "--out", str(tmp_path / "out"),
+          "--host-kernel", str(coreos_image[0]), "--host-initrd", str(user_initrd))
+    result = (tmp_path / "out/appended.initramfs").read_bytes()
+    original = user_initrd.read_bytes()
+    assert result.startswith(original)
+    rest = result[len(original):]
+    padding = len(rest) - len(rest.lstrip(b"\0"))
+    assert (len(original) + padding) % 4 == 0
+    names = cpio_names(rest.lstrip(b"\0"))
+    assert {"usr/share/oem/container.squashfs", "usr/share/oem/host-config.yaml",
+            "etc/systemd/system/lean-ipa.service",
+            "etc/systemd/system/lean-ipa-container.service"} <= names
+    assert (tmp_path / "out/appended.kernel").read_bytes() == coreos_image[0].read_bytes()
+
+
+# -- booting ------------------------------------------------------------------------------
+
+
+def agent_request(base: str, ca: str | None, method: str, path: str,
+                  body: dict[str, Any] | None = None) -> Any:
+    """One call to the agent's API through the host forward (auto-TLS: trust its CA)."""
+    context = None
+    if base.startswith("https:"):
+        context = ssl.create_default_context(cadata=ca)
+        context.check_hostname = False  # the certificate names the guest's own address
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=180, context=context) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.boot
+def test_boot_nspawn_agent_lookup_heartbeat_inventory(coreos_image: tuple[Path, Path]) -> None:
+    kernel, initramfs = coreos_image
+    with FakeIronic() as ironic:
+        # ipa-api-url is only on the kernel command line: a lookup proves the agent
+        # in the container reads the host's command line.
+        spec = GuestSpec(
+            name="coreos", kernel=kernel, initrd=initramfs, memory_mib=1536,
+            disk_size=DISK_SIZE, disk_serial=DISK_SERIAL,
+            append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
+                    "ipa-insecure=1"))
+        with Guest(spec) as guest:
+            lookup = ironic.wait_for_lookup(timeout=600)
+            assert spec.mac in lookup.addresses
+            beat = ironic.wait_for_heartbeat(timeout=300).body
+            assert beat["agent_token"] == ironic.agent_token
+            callback = urllib.parse.urlsplit(beat["callback_url"])
+            assert callback.port == 9999
+            # The agent's log lines come from inside the nspawn container.
+            guest.wait_for_console(r"systemd-nspawn\[\d+\]: .*ironic_python_agent", 60)
+            base = f"{callback.scheme}://127.0.0.1:{guest.forwards[9999]}"
+            ca = beat.get("agent_verify_ca")
+            assert agent_request(base, ca, "GET", "/v1/status")["version"]
+
+            query = urllib.parse.urlencode({"wait": "true", "agent_token": ironic.agent_token})
+            result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
+                                   {"name": "poll.get_hardware_info", "params": {}})
+            assert result["command_status"] == "SUCCEEDED", result
+            inventory = result["command_result"]
+            # /dev, /sys and udev's database reach the container: the virtio disk
+            # is there with its size and the serial QEMU gave it.
+            disks = {d["name"]: d for d in inventory["disks"]}
+            assert disks["/dev/vda"]["size"] == DISK_SIZE, disks
+            assert disks["/dev/vda"]["serial"] == DISK_SERIAL, disks["/dev/vda"]
+            macs = {i["mac_address"] for i in inventory["interfaces"]}
+            assert spec.mac in macs

@@ -376,13 +376,16 @@ COMPRESSORS = {
 }
 
 
-def segment_of(rel: str, agent_paths: tuple[str, ...]) -> str:
+def segment_of(rel: str, agent_paths: tuple[str, ...],
+               generated: frozenset[str] = frozenset()) -> str:
     """Which archive a path goes into; each is compressed (and cached) on its own.
 
-    What changes with every checkout (the agent, /init, /etc) goes last and is
-    small, so a rebuild after editing the agent recompresses only that part.
+    What changes with every checkout (the agent, its console scripts, /init,
+    /etc) goes last and is small, so a rebuild after editing the agent
+    recompresses only that part.
     """
-    if rel.startswith(agent_paths) or rel == "init" or rel.startswith("etc/"):
+    if (rel.startswith(agent_paths) or rel in generated or rel == "init"
+            or rel.startswith("etc/")):
         return "local"
     for prefix, name in (("usr/lib/modules/", "modules"), ("usr/lib/python3.11/", "stdlib"),
                          ("usr/lib/python3/dist-packages/", "site")):
@@ -403,8 +406,10 @@ def make_initramfs(ctx: Context) -> None:
         order = ["base", "modules", "stdlib", "site", "local"]
         groups: dict[str, list[cpio.Entry]] = {name: [] for name in order}
         groups["base"] += ctx.root.nodes
+        generated = frozenset(ctx.root.generated)
         for rel in cpio.walk(ctx.root.path):
-            groups[segment_of(rel, agent_paths)].append(cpio.entry_for(ctx.root.path, rel))
+            groups[segment_of(rel, agent_paths, generated)].append(
+                cpio.entry_for(ctx.root.path, rel))
         store = ctx.cache / "compressed"
         store.mkdir(parents=True, exist_ok=True)
         tmp = ctx.out / f"{ctx.name}.initramfs.tmp"

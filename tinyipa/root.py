@@ -30,6 +30,7 @@ class Root:
         self.used: set[Package] = set()
         self.missing_libs: set[str] = set()
         self.nodes: list[Entry] = []
+        self.generated: set[str] = set()   # written by the build, not from a package
         if path.exists():
             shutil.rmtree(path)
         for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "proc", "sys",
@@ -67,6 +68,7 @@ class Root:
             dest.unlink()
         dest.write_bytes(content.encode() if isinstance(content, str) else content)
         dest.chmod(mode)
+        self.generated.add(normalize(vpath).lstrip("/"))
 
     def add_host_file(self, src: Path, vpath: str, mode: int | None = None) -> None:
         """A file from this checkout (or the build), not from a package."""

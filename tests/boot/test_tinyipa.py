@@ -210,3 +210,13 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
             assert disks["/dev/vda"]["size"] == DISK_SIZE, disks
             macs = {i["mac_address"] for i in inventory["interfaces"]}
             assert spec.mac in macs
+
+            if memory_mib == 512:
+                # Rescue: the agent exits cleanly and /init lets the rescue user in.
+                hashed = subprocess.run(["openssl", "passwd", "-6", "rescue-me"], check=True,
+                                        capture_output=True, text=True).stdout.strip()
+                result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
+                                       {"name": "rescue.finalize_rescue",
+                                        "params": {"rescue_password": hashed, "hashed": True}})
+                assert result["command_status"] == "SUCCEEDED", result
+                guest.wait_for_console(r"rescue mode: user 'rescue' enabled", timeout=120)

@@ -106,3 +106,22 @@ def test_default_module_set_keeps_what_the_boot_needs() -> None:
                    "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/nvme/host/nvme.ko"):
         assert needed.startswith(kernel.MODULE_PREFIXES)
         assert not needed.startswith(kernel.MODULE_EXCLUDES)
+
+
+def test_command_line_errors_name_the_option(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from coreos import build
+
+    kernel_file = tmp_path / "vmlinuz"
+    kernel_file.write_bytes(b"k")
+    with pytest.raises(SystemExit):
+        build.parse_args(["--host-kernel", str(kernel_file)])
+    assert "--host-kernel and --host-initrd go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build.parse_args(["--host-config", str(tmp_path / "missing.yaml")])
+    assert "missing.yaml: no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("colour: blue\n")
+    assert build.main(["--host-config", str(bad), "--out", str(tmp_path / "out"),
+                       "--cache", str(tmp_path / "cache")]) == 1
+    assert "unknown keys colour" in capsys.readouterr().err

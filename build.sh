@@ -94,7 +94,7 @@ dib_mirror() {
     local m
     m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
         | grep -v '^[[:space:]]*#' | grep -o -E 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
-        | head -n 1 | tr -d '[:space:]')
+        | head -n 1 | tr -d '[:space:]' || true)
     echo "${m:-http://deb.debian.org/debian}" | sed 's:/$::'
 }
 

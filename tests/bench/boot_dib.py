@@ -69,6 +69,7 @@ def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float) -> tuple[f
                 ironic.wait_for_lookup(timeout=timeout)
                 lookup = guest.elapsed
             except TimeoutError:
+                guest.keep_artefacts()  # out/test-artifacts/bench-dib-<ram>/console.log
                 return None, None
             try:
                 ironic.wait_for_heartbeat(timeout=timeout)

@@ -124,6 +124,9 @@ def install_kernel(runner: Runner, deb: Path, root: Path, kernel_out: Path) -> s
         for module in sorted(keep):
             (dest / module).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / module, dest / module)
+        # The root lives in RAM (tmpfs, at most half of it): zstd-compressed modules
+        # (kmod decompresses them) take ~70 MB less there, which lowers the RAM floor.
+        runner.run(["zstd", "-q", "--rm", "-T0", "-9", *(dest / m for m in sorted(keep))])
         for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if (src / name).exists():
                 shutil.copy2(src / name, dest / name)

@@ -82,9 +82,10 @@ def test_host_layout_and_container(coreos_image: tuple[Path, Path], tmp_path: Pa
         assert needed in names, needed
     assert not any(n.startswith("etc/ssh/ssh_host_") for n in names)  # made at boot
     assert "etc/initrd-release" not in names  # systemd runs the initramfs as the system
-    modules = [n for n in names if n.startswith("usr/lib/modules/") and n.endswith(".ko")]
+    modules = [n for n in names if n.startswith("usr/lib/modules/") and ".ko" in n]
     for wanted in ("virtio_net", "virtio_blk", "squashfs", "overlay", "loop", "nvme", "ahci"):
-        assert any(m.endswith(f"/{wanted}.ko") for m in modules), wanted
+        assert any(m.endswith(f"/{wanted}.ko.zst") for m in modules), wanted
+    assert any(n.endswith("/modules.dep") for n in names)
 
     # The container's rootfs: the agent, its tools, and no CA bundle from this host.
     subprocess.run(["cpio", "-id", "--quiet", "usr/share/oem/container.squashfs"],

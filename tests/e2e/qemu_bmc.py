@@ -50,6 +50,8 @@ GIB = 1 << 30
 # Root device selection skips disks under 4 GiB; sparse, so only written blocks cost.
 DISK_SIZE = 5 * GIB
 AGENT_PORT = 9999
+# How long Ironic may take to notice a guest that stopped by itself.
+SELF_OFF_GRACE = 90
 # Printed by tinyipa's /init and by the agent once it runs.
 AGENT_STARTED = re.compile(r"starting ironic-python-agent|ironic_python_agent\.\w+")
 
@@ -290,6 +292,11 @@ def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicCl
                                                         f"{data.get('last_error')}"))
             if self_off is None and guest.proc is not None and guest.proc.poll() is not None:
                 self_off = guest.elapsed
+            if self_off is not None and guest.elapsed - self_off > SELF_OFF_GRACE:
+                # After the agent's power-off Ironic polls the power state for 30 s.
+                raise FlowFailed(explain(node, service, f"{label}: the guest stopped by "
+                                         f"itself at {self_off:.0f} s; the node is still "
+                                         f"'{state}'"))
             if data.get("power_state") == "power off" and guest.running():
                 # Ironic powered the node off: the BMC cuts the power.
                 guest.stop()

@@ -59,7 +59,7 @@ def parse_args(argv: list[str]) -> Context:
     p.add_argument("--wheel", default=env("TINYIPA_WHEEL"),
                    help="agent wheel (default: the one in out/dist/)")
     p.add_argument("--pip-python", default=env("TINYIPA_PIP_PYTHON", sys.executable),
-                   help="a Python 3.11 with pip, used to fetch and install wheels")
+                   help="a Python with pip, used to fetch and install wheels")
     p.add_argument("--out", default=str(out / "tinyipa"))
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")

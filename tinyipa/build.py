@@ -28,7 +28,6 @@ from tinyipa.root import Root
 
 HERE = Path(__file__).resolve().parent
 SITE = "/usr/lib/python3/dist-packages"
-PY = "python3.11"
 GROUPS = ("root:0 daemon:1 bin:2 sys:3 adm:4 tty:5 disk:6 lp:7 mail:8 kmem:9 dialout:20 "
           "cdrom:24 floppy:25 tape:26 sudo:27 audio:29 video:44 sgx:106 kvm:107 render:108 "
           "input:109 nogroup:65534")
@@ -59,6 +58,7 @@ class Context:
     root: Root = field(init=False)
     packages: list[Package] = field(default_factory=list, init=False)
     kernel_version: str = field(default="", init=False)
+    python_version: str = field(default="", init=False)   # "3.11", from the packages
     dists: dict[str, str] = field(default_factory=dict, init=False)
 
     @property
@@ -109,7 +109,14 @@ def unpack_packages(ctx: Context) -> None:
                                     ctx.cache / "unpacked", ctx.log) for p in ctx.packages}
         tree = PackageTree(unpacked)
         ctx.root = Root(ctx.workdir / "root", tree, ctx.log)
-        notes.append(f"{len(tree.files)} files from {len(unpacked)} packages")
+        found = sorted(m.group(1) for p, (real, _pkg) in tree.files.items()
+                       if (m := re.fullmatch(r"/usr/bin/python(3\.\d+)", p))
+                       and not real.is_symlink())
+        if not found:
+            raise RuntimeError("no /usr/bin/python3.N in the packages")
+        ctx.python_version = found[-1]
+        notes.append(f"{len(tree.files)} files from {len(unpacked)} packages, "
+                     f"Python {ctx.python_version}")
 
 
 # -- the base system ----------------------------------------------------------------
@@ -165,16 +172,18 @@ def add_package_files(ctx: Context, name: str) -> None:
 def install_python(ctx: Context) -> None:
     root = ctx.root
     with ctx.log.step("python") as notes:
-        root.add_binary(PY)
-        root.add_symlink("/usr/bin/python3", PY)
-        prune = [f"/usr/lib/{PY}/{p}" for p in ctx.config["python_prune"]]
+        py = f"python{ctx.python_version}"
+        root.add_binary(py)
+        root.add_symlink("/usr/bin/python3", py)
+        prune = [f"/usr/lib/{py}/{p.replace('{version}', ctx.python_version)}"
+                 for p in ctx.config["python_prune"]]
 
         def exclude(vpath: str) -> bool:
             return ("/__pycache__/" in vpath or vpath.endswith((".pyc", ".exe"))
                     or any(vpath == p or vpath.startswith(p + "/") or
                            vpath.startswith(p + ".") for p in prune))
 
-        count = root.add_tree(f"/usr/lib/{PY}", exclude=exclude, libs=True)
+        count = root.add_tree(f"/usr/lib/{py}", exclude=exclude, libs=True)
         notes.append(f"{count} stdlib files")
 
 
@@ -183,7 +192,7 @@ def _requires_key(ctx: Context) -> str:
         meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
         requires = [line for line in whl.read(meta).decode().splitlines()
                     if line.startswith("Requires-Dist:")]
-    blob = "\n".join(requires + ctx.extra_python + PLATFORMS)
+    blob = "\n".join(requires + ctx.extra_python + PLATFORMS + [ctx.python_version])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -194,19 +203,15 @@ def install_agent(ctx: Context) -> None:
         wheels = ctx.cache / "wheels" / _requires_key(ctx)
         if not (wheels / ".complete").exists():
             wheels.mkdir(parents=True, exist_ok=True)
-            argv = [ctx.pip_python, "-m", "pip", "download", "-q", "--dest", str(wheels),
-                    "--only-binary=:all:", "--python-version", "3.11",
-                    "--implementation", "cp", "--abi", "cp311"]
-            for plat in PLATFORMS:
-                argv += ["--platform", plat]
-            ctx.log.run(argv + [str(ctx.wheel)] + ctx.extra_python)
+            argv = [ctx.pip_python, "-m", "pip", "download", "-q", "--dest", str(wheels)]
+            ctx.log.run(argv + target_python(ctx) + [str(ctx.wheel)] + ctx.extra_python)
             (wheels / ".complete").touch()
             notes.append("dependencies downloaded")
         site = root.dest(SITE)
         ctx.log.run([ctx.pip_python, "-m", "pip", "install", "-q", "--no-index",
                      "--find-links", str(wheels), "--target", str(site), "--no-compile",
                      "--no-warn-script-location", "--disable-pip-version-check",
-                     str(ctx.wheel)] + ctx.extra_python)
+                     *target_python(ctx), str(ctx.wheel)] + ctx.extra_python)
         shutil.rmtree(site / "bin", ignore_errors=True)
         for pattern in ctx.config["site_prune"]:
             for path in list(site.glob(pattern)) + list(site.glob(pattern + "-*.dist-info")):
@@ -225,6 +230,15 @@ def install_agent(ctx: Context) -> None:
         notes.append(f"{len(ctx.dists)} Python distributions")
 
 
+def target_python(ctx: Context) -> list[str]:
+    """pip options selecting wheels for the image's Python, not the host's."""
+    argv = ["--only-binary=:all:", "--python-version", ctx.python_version,
+            "--implementation", "cp", "--abi", "cp" + ctx.python_version.replace(".", "")]
+    for plat in PLATFORMS:
+        argv += ["--platform", plat]
+    return argv
+
+
 def write_console_scripts(ctx: Context, site: Path) -> None:
     """/usr/bin wrappers for the agent wheel's console scripts."""
     with zipfile.ZipFile(ctx.wheel) as whl:
@@ -240,7 +254,8 @@ def write_console_scripts(ctx: Context, site: Path) -> None:
             name, target = (s.strip() for s in line.split("=", 1))
             module, func = target.split(":")
             ctx.root.write_file(f"/usr/bin/{name}", (
-                f"#!/usr/bin/{PY}\nimport sys\nfrom {module} import {func}\n"
+                f"#!/usr/bin/python{ctx.python_version}\nimport sys\n"
+                f"from {module} import {func}\n"
                 f"sys.exit({func}())\n"), 0o755)
 
 
@@ -292,10 +307,10 @@ def install_kernel_modules(ctx: Context) -> None:
 
 def compress_modules(ctx: Context, moddir: Path) -> int:
     """xz each module: kmod unpacks only the ones it loads, and the initramfs the
-    kernel unpacks at boot (slow under TCG) shrinks by ~20 MB. Cached by content."""
+    kernel unpacks at boot (slow under TCG) shrinks by ~20 MB. Cached by content.
+    (Releases after bookworm ship them compressed already.) Returns their size."""
     store = ctx.cache / "modules-xz"
     store.mkdir(parents=True, exist_ok=True)
-    total = 0
     for ko in sorted(moddir.rglob("*.ko")):
         data = ko.read_bytes()
         cached = store / (hashlib.sha256(data).hexdigest() + ".xz")
@@ -307,8 +322,7 @@ def compress_modules(ctx: Context, moddir: Path) -> int:
         shutil.copyfile(cached, target)
         target.chmod(0o644)
         ko.unlink()
-        total += target.stat().st_size
-    return total
+    return sum(f.stat().st_size for f in moddir.rglob("*.ko.*"))
 
 
 def configure_login(ctx: Context) -> None:
@@ -344,7 +358,8 @@ def install_busybox(ctx: Context) -> None:
             linked += 1
         root.add_all_libraries()
         if root.missing_libs:
-            ctx.log.info("libraries not found: " + ", ".join(sorted(root.missing_libs)))
+            raise RuntimeError("shared libraries not found in the packages: "
+                               + ", ".join(sorted(root.missing_libs)))
         notes.append(f"{linked} applets")
 
 
@@ -352,9 +367,14 @@ def compile_python(ctx: Context) -> None:
     """Byte-compile once at build time; hash-based pycs ignore the cpio mtimes."""
     root = ctx.root
     with ctx.log.step("bytecode") as notes:
-        if sys.version_info[:2] != (3, 11):
-            raise RuntimeError(f"need Python 3.11 on the host to compile for {PY}")
-        stdlib, sourceless = root.dest(f"/usr/lib/{PY}"), bool(ctx.config["stdlib_sourceless"])
+        host = "%d.%d" % sys.version_info[:2]
+        if host != ctx.python_version:
+            # Bytecode is version-specific; the image then compiles nothing
+            # either (read-only imports are fine), it just starts slower.
+            notes.append(f"skipped: host Python {host}, image {ctx.python_version}")
+            return
+        stdlib = root.dest(f"/usr/lib/python{ctx.python_version}")
+        sourceless = bool(ctx.config["stdlib_sourceless"])
         common = [sys.executable, "-m", "compileall", "-q", "-j", "0",
                   "--invalidation-mode", "unchecked-hash", "-s", str(root.path), "-p", "/"]
         ctx.log.run(common + (["-b"] if sourceless else []) + [str(stdlib)])
@@ -387,7 +407,7 @@ def segment_of(rel: str, agent_paths: tuple[str, ...],
     if (rel.startswith(agent_paths) or rel in generated or rel == "init"
             or rel.startswith("etc/")):
         return "local"
-    for prefix, name in (("usr/lib/modules/", "modules"), ("usr/lib/python3.11/", "stdlib"),
+    for prefix, name in (("usr/lib/modules/", "modules"), ("usr/lib/python3.", "stdlib"),
                          ("usr/lib/python3/dist-packages/", "site")):
         if rel.startswith(prefix):
             return name

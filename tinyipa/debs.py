@@ -10,6 +10,8 @@ Each .deb is unpacked once with ``dpkg-deb -x`` into its own directory;
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -102,12 +104,24 @@ class Apt:
         return True
 
     def resolve(self, names: list[str]) -> list[Package]:
-        """The dependency closure of *names* (no recommends), as apt plans it."""
+        """The dependency closure of *names* (no recommends), as apt plans it.
+
+        Remembered until the package lists change (apt takes seconds to plan).
+        """
+        stamp = self.dir / "updated"
+        key = hashlib.sha256("\n".join(sorted(names) + [
+            self.sources, str(stamp.stat().st_mtime if stamp.exists() else 0)]).encode())
+        memo = self.dir / f"resolved-{key.hexdigest()[:16]}.json"
+        if memo.exists():
+            return [Package(**p) for p in json.loads(memo.read_text())]
         out = self.log.run(self._argv("install", "-s", "-y", *names), capture=True)
-        pkgs = [Package(*m) for m in INST.findall(out)]
+        pkgs = sorted((Package(*m) for m in INST.findall(out)), key=lambda p: p.name)
         if not pkgs:
             raise RuntimeError(f"apt resolved nothing for {names}")
-        return sorted(pkgs, key=lambda p: p.name)
+        for old in self.dir.glob("resolved-*.json"):
+            old.unlink()
+        memo.write_text(json.dumps([p.__dict__ for p in pkgs]))
+        return pkgs
 
     def download(self, pkgs: list[Package]) -> list[Path]:
         missing = [p for p in pkgs if not (self.archives / p.filename).exists()]

@@ -131,11 +131,13 @@ class Root:
     # -- libraries ------------------------------------------------------------
 
     def _find_library(self, soname: str, runpath: tuple[str, ...], origin: str) -> str | None:
-        for d in runpath:
-            d = d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin)
+        """Where *soname* comes from: a package path, None if already in the
+        root (e.g. a wheel's bundled ``.libs``), "" if nowhere."""
+        dirs = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in runpath]
+        for d in dirs:
             if os.path.lexists(self.dest(f"{d}/{soname}")):
-                return None  # shipped next to the binary (wheels' .libs)
-        for d in LIBDIRS:
+                return None
+        for d in dirs + list(LIBDIRS):
             if self.tree.lookup(f"{d}/{soname}") or self.tree.resolve(f"{d}/{soname}"):
                 return f"{d}/{soname}"
         return None if any(os.path.lexists(self.dest(f"{d}/{soname}"))

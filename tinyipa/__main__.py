@@ -7,6 +7,7 @@ Every option also has a ``TINYIPA_*`` environment variable (flags win).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -81,11 +82,19 @@ def parse_args(argv: list[str]) -> Context:
 
 def main(argv: list[str]) -> int:
     ctx = parse_args(argv)
-    try:
-        build(ctx)
-    except BuildError as exc:
-        print(f"tinyipa: {exc}", file=sys.stderr)
-        return 1
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    # One build at a time per cache: they share the unpacked packages and parts.
+    with open(ctx.cache / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("tinyipa: another build is using the cache; waiting", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            build(ctx)
+        except BuildError as exc:
+            print(f"tinyipa: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

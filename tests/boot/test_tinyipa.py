@@ -152,7 +152,8 @@ def test_tools_run_in_the_image(tinyipa_files: dict[str, cpio.Entry], tmp_path: 
               ["sgdisk", "-V"], ["ipmitool", "-V"], ["nvme", "version"], ["hdparm", "-V"],
               ["dmidecode", "-V"], ["mdadm", "-V"], ["efibootmgr", "--version"],
               ["openssl", "version"], ["udevadm", "--version"], ["ip", "-V"],
-              ["modprobe", "-V"], ["zstd", "-V"], ["smartctl", "-V"],
+              ["modprobe", "-V"], ["zstd", "-V"], ["smartctl", "-V"], ["mcopy", "-V"],
+              ["mdir", "-V"],
               ["python3", "-c", "import ironic_python_agent.cmd.agent, ssl, yaml"]]
     for argv in checks:
         proc = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True,

@@ -188,7 +188,9 @@ z = zipfile.ZipFile(sys.argv[1])
 sys.stdout.write(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))).decode())' "$wheel" \
             | sha256sum | cut -c1-16)"
         echo "elements-tree $(cd "$TOP" && find elements -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
-        env | sed -n 's/^DIB_/env DIB_/p' | sort
+        # (values of secrets are not written into the manifest)
+        env | sed -n 's/^DIB_/env DIB_/p' | sort \
+            | sed -E 's/^(env DIB_[A-Z0-9_]*(PASSWORD|SECRET|TOKEN)[A-Z0-9_]*=).+/\1***/'
     )
     if [ "$force" != 1 ] && [ -f "$dest/$name.initramfs" ] && [ -f "$dest/$name.kernel" ] \
             && [ -f "$dest/.inputs" ] && [ "$(cat "$dest/.inputs")" = "$inputs" ]; then

@@ -117,7 +117,12 @@ def test_user_host_gets_an_appended_oem_archive(coreos_image: tuple[Path, Path],
                        input=listing, stdout=out, check=True)
     with open(user_initrd, "ab") as out:
         out.write(b"\0\0\0")  # an odd length: the OEM archive must still start aligned
-    build("--name", "appended", "--out", str(tmp_path / "out"),
+    keys = tmp_path / "keys.pub"
+    keys.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExample t@x\n")
+    config = tmp_path / "host.yaml"
+    config.write_text("machine: agent-x\nlogin_user: core\n")  # e.g. Flatcar's user
+    build("--name", "appended", "--out", str(tmp_path / "out"), "--authorized-keys", str(keys),
+          "--host-config", str(config),
           "--host-kernel", str(coreos_image[0]), "--host-initrd", str(user_initrd))
     result = (tmp_path / "out/appended.initramfs").read_bytes()
     original = user_initrd.read_bytes()
@@ -128,7 +133,17 @@ def test_user_host_gets_an_appended_oem_archive(coreos_image: tuple[Path, Path],
     names = cpio_names(rest.lstrip(b"\0"))
     assert {"usr/share/oem/container.squashfs", "usr/share/oem/host-config.yaml",
             "etc/systemd/system/lean-ipa.service",
-            "etc/systemd/system/lean-ipa-container.service"} <= names
+            "etc/systemd/system/lean-ipa-container.service",
+            "usr/share/oem/authorized_keys"} <= names
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet"], input=rest.lstrip(b"\0"), cwd=unpacked,
+                   check=True)
+    assert (unpacked / "usr/share/oem/authorized_keys").read_bytes() == keys.read_bytes()
+    unit = (unpacked / "etc/systemd/system/lean-ipa.service").read_text()
+    assert "--machine=agent-x" in unit
+    ssh = (unpacked / "etc/systemd/system/lean-ipa-ssh-keys.service").read_text()
+    assert "/home/core/.ssh/authorized_keys" in ssh
     assert (tmp_path / "out/appended.kernel").read_bytes() == coreos_image[0].read_bytes()
 
 

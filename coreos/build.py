@@ -163,8 +163,19 @@ def read_list(path: Path) -> list[str]:
 
 
 def publish(tmp: Path, final: Path) -> Path:
-    """Move a finished cache entry into place (atomic on one filesystem)."""
+    """Move a finished cache entry into place and drop older entries of its kind.
+
+    Entries are named ``<kind>-<key><suffix>``; only the newest of each kind is kept
+    (every agent change makes a new container image: ~90 MB each).
+    """
     os.replace(tmp, final)
+    kind = final.name.rsplit("-", 1)[0]
+    for old in final.parent.glob(f"{kind}-*{final.suffix}"):
+        if old != final and old.name.rsplit("-", 1)[0] == kind:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     return final
 
 

@@ -125,3 +125,21 @@ def test_command_line_errors_name_the_option(tmp_path: Path,
     assert build.main(["--host-config", str(bad), "--out", str(tmp_path / "out"),
                        "--cache", str(tmp_path / "cache")]) == 1
     assert "unknown keys colour" in capsys.readouterr().err
+
+
+def test_publish_keeps_one_cache_entry_per_kind(tmp_path: Path) -> None:
+    from coreos import build
+
+    for name in ("container-aaaa.squashfs", "container-rootfs-bbbb.tar",
+                 "host-rootfs-cccc.tar"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "wheels-dddd").mkdir()
+    new = tmp_path / "new.tmp"
+    new.write_text("new")
+    build.publish(new, tmp_path / "container-eeee.squashfs")
+    fresh = tmp_path / "wheels.tmp"
+    fresh.mkdir()
+    build.publish(fresh, tmp_path / "wheels-ffff")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "container-eeee.squashfs", "container-rootfs-bbbb.tar", "host-rootfs-cccc.tar",
+        "wheels-ffff"]

@@ -200,10 +200,14 @@ sys.stdout.write(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/R
 
     rm -rf "$dest/$name".* "$dest/sha256sums" "$dest/manifest" "$dest/.inputs" "$log" "$log.phase"
     dib_stage "disk-image-create ($release, log: $log)"
-    local keyfile=
+    local keyfile= hashfile=
     if [ -n "${keys//[[:space:]]/}" ]; then
         keyfile=$dest/.ssh-keys
         printf '%s\n' "$keys" | sed '/^[[:space:]]*$/d' >"$keyfile"
+    fi
+    if [ -n "$pwhash" ]; then  # through a file: DIB traces its environment into the log
+        hashfile=$dest/.password-hash
+        (umask 077 && printf '%s\n' "$pwhash" >"$hashfile")
     fi
     mkdir -p "$CACHE/image-create"
     # shellcheck disable=SC2086
@@ -219,13 +223,14 @@ sys.stdout.write(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/R
         export DIB_LEAN_IPA_EXTRA_MODULES="${modules# }"
         export DIB_LEAN_IPA_CA_BUNDLE=$ca
         export DIB_LEAN_IPA_SSH_KEYS=$keyfile
-        export DIB_LEAN_IPA_ROOT_PASSWORD_HASH=$pwhash
+        export DIB_LEAN_IPA_ROOT_PASSWORD_HASH=
+        export DIB_LEAN_IPA_ROOT_PASSWORD_HASH_FILE=$hashfile
         export PATH=$CACHE/venv-dib/bin:$PATH
         pkgs=$(echo $packages | tr ' ' ',')
         dib_run_logged "$log" disk-image-create -o "$dest/$name" \
             ${pkgs:+-p "$pkgs"} debian-minimal lean-ipa $elements
-    )
-    rm -f "$log.phase" "$keyfile"
+    ) || { rm -f "$keyfile" "$hashfile"; exit 1; }
+    rm -f "$log.phase" "$keyfile" "$hashfile"
 
     dib_stage "checksums and manifest"
     (cd "$dest" && sha256sum "$name.kernel" "$name.initramfs" >sha256sums)

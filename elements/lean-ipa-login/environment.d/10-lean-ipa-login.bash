@@ -6,3 +6,5 @@ export DIB_LEAN_IPA_SSH_KEYS=${DIB_LEAN_IPA_SSH_KEYS:-}
 # Empty: root stays locked; rootpwd="<hash>" on the kernel command line
 # sets one at boot.
 export DIB_LEAN_IPA_ROOT_PASSWORD_HASH=${DIB_LEAN_IPA_ROOT_PASSWORD_HASH:-}
+# The same hash read from a file on the build host (keeps it out of logs).
+export DIB_LEAN_IPA_ROOT_PASSWORD_HASH_FILE=${DIB_LEAN_IPA_ROOT_PASSWORD_HASH_FILE:-}

@@ -13,6 +13,7 @@ import os
 import random
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 from oslo_config import cfg
@@ -49,6 +50,8 @@ class Agent(base.ExecuteCommandMixin):
         self.command_body_limit: int = conf.command_body_limit
         self.client: ironic.IronicClient | None = None
         self.certificate: tls.Certificate | None = None
+        self._certificate_host: str | None = None
+        self._early_certificate: threading.Thread | None = None
         self.callback_url: str | None = None
         self.lockdown = False
         self._token: str | None = conf.agent_token or None
@@ -228,6 +231,44 @@ class Agent(base.ExecuteCommandMixin):
         protocol = self.conf.advertise_protocol
         return host, protocol
 
+    def _auto_tls_wanted(self) -> bool:
+        conf = self.conf
+        if conf.listen_tls or (conf.tls_cert_file and conf.tls_key_file):
+            return False
+        version = self.client.version() if self.client else None
+        return bool(conf.enable_auto_tls and version is not None
+                    and version >= ironic.VERIFY_CA_VERSION)
+
+    def _make_certificate(self, host: str) -> None:
+        self.certificate = tls.make_self_signed(
+            host, self.run_dir, curve=self.conf.tls_certificate_curve,
+            clock_skew=self.conf.auto_tls_allowed_clock_skew)
+        self._certificate_host = host
+
+    def _start_early_certificate(self) -> None:
+        """Make the API certificate while the lookup waits for Ironic.
+
+        Only when the advertise address is already known; otherwise (no route
+        yet) it is made after the lookup, as before.
+        """
+        if not self._auto_tls_wanted():
+            return
+        host = self.conf.advertise_host
+        if not host and not self.conf.network_interface and self.client is not None:
+            hosts = [urllib.parse.urlsplit(u).hostname for u in self.client.urls]
+            host = next((a for a in map(net.source_address, filter(None, hosts)) if a), None)
+        if not host:
+            return
+
+        def work() -> None:
+            try:
+                self._make_certificate(host)
+            except Exception as exc:  # noqa: BLE001 - made again after the lookup
+                LOG.debug("Early certificate failed: %s", exc)
+
+        self._early_certificate = threading.Thread(target=work, name="auto-tls", daemon=True)
+        self._early_certificate.start()
+
     def _server_tls(self, host: str, protocol: str) -> tuple[Any, str]:
         """The server SSL context (or None) and the protocol to advertise."""
         conf = self.conf
@@ -237,12 +278,13 @@ class Agent(base.ExecuteCommandMixin):
             ctx = tls.server_context(conf.tls_cert_file, conf.tls_key_file,
                                      conf.tls_min_version, conf.tls_cipher_suites)
             return ctx, "https"
-        version = self.client.version() if self.client else None
-        if (conf.enable_auto_tls and self.client is not None and version is not None
-                and version >= ironic.VERIFY_CA_VERSION):
-            self.certificate = tls.make_self_signed(
-                host, os.path.join(self.run_dir), curve=conf.tls_certificate_curve,
-                clock_skew=conf.auto_tls_allowed_clock_skew)
+        if self._auto_tls_wanted():
+            early = self._early_certificate
+            if early is not None:
+                early.join()
+            if self.certificate is None or self._certificate_host != host:
+                self._make_certificate(host)
+            assert self.certificate is not None
             ctx = tls.server_context(self.certificate.cert_file, self.certificate.key_file,
                                      conf.tls_min_version, conf.tls_cipher_suites)
             return ctx, "https"
@@ -341,6 +383,7 @@ class Agent(base.ExecuteCommandMixin):
             urls = self._resolve_api_urls()
             if urls:
                 self.client = self._make_client(urls)
+                self._start_early_certificate()
                 try:
                     self._lookup(node_uuid)
                 except TokenLost:

@@ -48,12 +48,15 @@ def unpacked_mb(initrd: Path) -> float:
     return sum(len(e.data) for e in cpio.read_entries(data) if stat.S_ISREG(e.mode)) / 1e6
 
 
-def boot(kernel: Path, initrd: Path, memory_mib: int,
-         timeout: float) -> dict[str, float | None]:
-    """Seconds from QEMU start to /init (guest clock), first lookup, first heartbeat."""
+def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float,
+         name: str = "tinyipa") -> dict[str, float | None]:
+    """Seconds from QEMU start to /init (guest clock), first lookup, first heartbeat.
+
+    Any variant's kernel + initramfs boots the same way; *name* labels the guest.
+    """
     times: dict[str, float | None] = {"init": None, "lookup": None, "heartbeat": None}
     with FakeIronic() as ironic:
-        spec = GuestSpec(name=f"bench-tinyipa-{memory_mib}", kernel=kernel, initrd=initrd,
+        spec = GuestSpec(name=f"bench-{name}-{memory_mib}", kernel=kernel, initrd=initrd,
                          memory_mib=memory_mib, forward_ports=(),
                          append=f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:"
                                 f"{ironic.port} ipa-insecure=1")

@@ -23,18 +23,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.boot.qemu import Guest, GuestSpec
-from tests.fake_ironic import FakeIronic
+from tests.bench.boot import boot, mb
 
 TOP = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
 IMAGE = OUT / "coreos"
 NAME = "lean-ipa-coreos"
 UPSTREAM_RAM_MIB = 1280  # devstack's VM RAM for the CoreOS IPA image (2016), quoted
-
-
-def mb(path: Path) -> float:
-    return path.stat().st_size / 1e6
 
 
 def unpacked_mb(initrd: Path) -> float:
@@ -53,29 +48,6 @@ def container_mb(initrd: Path) -> float:
     listing = subprocess.run(["cpio", "-itv", "--quiet", "usr/share/oem/*.squashfs"],
                              input=data, check=True, capture_output=True).stdout.decode()
     return sum(int(line.split()[4]) for line in listing.splitlines()) / 1e6
-
-
-def boot(kernel: Path, initrd: Path, memory_mib: int,
-         timeout: float) -> dict[str, float | None]:
-    """Seconds from QEMU start to the first lookup and first heartbeat."""
-    times: dict[str, float | None] = {"lookup": None, "heartbeat": None}
-    with FakeIronic() as ironic:
-        spec = GuestSpec(name=f"bench-coreos-{memory_mib}", kernel=kernel, initrd=initrd,
-                         memory_mib=memory_mib, forward_ports=(),
-                         append=f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:"
-                                f"{ironic.port} ipa-insecure=1")
-        with Guest(spec) as guest:
-            for key, wait in (("lookup", ironic.wait_for_lookup),
-                              ("heartbeat", ironic.wait_for_heartbeat)):
-                # Poll, so that a guest that panics (too little RAM) ends the wait.
-                while guest.running() and guest.elapsed < timeout:
-                    try:
-                        wait(timeout=2)
-                    except TimeoutError:
-                        continue
-                    times[key] = guest.elapsed
-                    break
-    return times
 
 
 def other_image(folder: str) -> tuple[Path, Path] | None:
@@ -118,7 +90,7 @@ def main(argv: list[str]) -> int:
     for ram in rams:
         # A guest short of RAM does not panic (systemd stays up, the container's
         # mount fails), so a bounded wait ends the probe.
-        results = [boot(kernel, initrd, ram, timeout=300) for _ in range(runs)]
+        results = [boot(kernel, initrd, ram, timeout=300, name="coreos") for _ in range(runs)]
         lookups = [r["lookup"] for r in results if r["lookup"] is not None]
         beats = [r["heartbeat"] for r in results if r["heartbeat"] is not None]
         row(f"first lookup, {ram} MiB (s)", min(lookups) if lookups else None)

@@ -23,6 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.bench.boot import mb
 from tests.boot.qemu import Guest
 from tests.boot.qemu import GuestSpec
 from tests.fake_ironic import FakeIronic
@@ -34,10 +35,6 @@ DIB = OUT / "dib"
 # Upstream ironic-python-agent-builder, debian-minimal bookworm (issue 6).
 UPSTREAM = {"initramfs_mb": 318.0, "ram_mib": 2560, "lookup_s": 120.0}
 TARGETS = {"initramfs_mb": 150.0, "ram_mib": 1024, "lookup_s": 45.0}
-
-
-def mb(path: Path) -> float:
-    return path.stat().st_size / 1e6
 
 
 def unpacked_mb(initrd: Path) -> float:

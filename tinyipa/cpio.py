@@ -99,3 +99,18 @@ def read_entries(data: bytes) -> Iterator[Entry]:
         pos += -pos % 4
         if name != TRAILER:
             yield Entry(name, mode, body, (rmaj, rmin))
+
+
+def decompress_command(path: Path) -> list[str]:
+    """The command that writes *path* (the builder's output, in any of its
+    compressions: concatenated xz streams, zstd frames or gzip members) to
+    stdout as plain cpio."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return ["xz", "-dc", str(path)]
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        return ["zstd", "-dc", str(path)]
+    if magic.startswith(b"\x1f\x8b"):
+        return ["gzip", "-dc", str(path)]
+    return ["cat", str(path)]

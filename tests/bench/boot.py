@@ -43,7 +43,7 @@ def mb(path: Path) -> float:
 
 def unpacked_mb(initrd: Path) -> float:
     """Bytes of regular files the kernel unpacks into RAM."""
-    data = subprocess.run(["zstd", "-dc", str(initrd)], check=True,
+    data = subprocess.run(cpio.decompress_command(initrd), check=True,
                           stdout=subprocess.PIPE).stdout
     return sum(len(e.data) for e in cpio.read_entries(data) if stat.S_ISREG(e.mode)) / 1e6
 

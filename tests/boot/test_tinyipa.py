@@ -62,7 +62,7 @@ def tinyipa_image() -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tinyipa_files(tinyipa_image: tuple[Path, Path]) -> dict[str, cpio.Entry]:
     """The initramfs contents by path (several archives, see tinyipa/cpio.py)."""
-    data = subprocess.run(["zstd", "-dc", str(tinyipa_image[1])], check=True,
+    data = subprocess.run(cpio.decompress_command(tinyipa_image[1]), check=True,
                           stdout=subprocess.PIPE).stdout
     return {entry.name: entry for entry in cpio.read_entries(data)}
 

@@ -55,7 +55,7 @@ def parse_args(argv: list[str]) -> Context:
                    help="crypt(3) hash for root's console login (openssl passwd -6)")
     p.add_argument("--ca-bundle", default=env("TINYIPA_CA_BUNDLE") or None,
                    help="PEM file of extra CAs the agent trusts")
-    p.add_argument("--compression", default=env("TINYIPA_COMPRESSION", "xz"),
+    p.add_argument("--compression", default=env("TINYIPA_COMPRESSION", "zstd"),
                    choices=["zstd", "xz", "gzip"])
     p.add_argument("--wheel", default=env("TINYIPA_WHEEL"),
                    help="agent wheel (default: the one in out/dist/)")

@@ -49,7 +49,7 @@ class Context:
     ssh_keys: list[str] = field(default_factory=list)
     password_hash: str | None = None
     ca_bundle: Path | None = None
-    compression: str = "xz"
+    compression: str = "zstd"
     pip_python: str = sys.executable
     refresh: bool = False
     config: dict[str, Any] = field(default_factory=dict)

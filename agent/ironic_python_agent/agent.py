@@ -13,7 +13,6 @@ import os
 import random
 import threading
 import time
-import urllib.parse
 from typing import Any
 
 from oslo_config import cfg
@@ -255,8 +254,10 @@ class Agent(base.ExecuteCommandMixin):
             return
         host = self.conf.advertise_host
         if not host and not self.conf.network_interface and self.client is not None:
-            hosts = [urllib.parse.urlsplit(u).hostname for u in self.client.urls]
-            host = next((a for a in map(net.source_address, filter(None, hosts)) if a), None)
+            try:  # one try, no waiting: the lookup is what waits for the network
+                host = net.advertise_address(self.client.urls, attempts=1)
+            except errors.LookupAgentIPError:
+                return
         if not host:
             return
 

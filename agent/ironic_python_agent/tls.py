@@ -120,7 +120,3 @@ def client_context(insecure: bool = False, cafile: str | None = None,
         if wanted is not None:
             ctx.minimum_version = wanted
     return ctx
-
-
-def make_secret_token() -> str:
-    return secrets.token_urlsafe(32)

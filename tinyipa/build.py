@@ -268,8 +268,9 @@ def write_ca_bundle(ctx: Context, site: Path) -> None:
     if ctx.ca_bundle is not None:
         parts.append(ctx.ca_bundle.read_text())
     ctx.root.write_file("/etc/ssl/certs/ca-certificates.crt", "\n".join(parts))
-    if ctx.ca_bundle is not None and certifi.exists():
-        certifi.write_text("\n".join(parts))
+    if certifi.exists():  # one copy of the roots, not two (~120 KB compressed)
+        certifi.unlink()
+        certifi.symlink_to("/etc/ssl/certs/ca-certificates.crt")
 
 
 # -- kernel ---------------------------------------------------------------------------

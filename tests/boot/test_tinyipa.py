@@ -235,6 +235,23 @@ def test_qemu_img_converts_with_stubbed_gnutls(tinyipa_root: Path) -> None:
 
 
 @pytest.mark.build
+def test_qemu_img_reads_luks_but_cannot_create_it(tinyipa_root: Path) -> None:
+    """What the README says is missing: new encryption keys need gnutls_rnd."""
+    secret = ["--object", "secret,id=s,data=tinyipa"]
+    subprocess.run(["qemu-img", "create", "-q", "-f", "luks", *secret, "-o",
+                    "key-secret=s,iter-time=10", str(tinyipa_root / "tmp/host.luks"), "1M"],
+                   check=True)
+    read = in_image(tinyipa_root, "qemu-img", "info", *secret, "--image-opts",
+                    "driver=luks,key-secret=s,file.filename=/tmp/host.luks")
+    assert read.returncode == 0 and "virtual size: 1 MiB" in read.stdout, read.stderr
+    made = in_image(tinyipa_root, "qemu-img", "create", "-f", "luks", *secret, "-o",
+                    "key-secret=s,iter-time=10", "/tmp/image.luks", "1M")
+    assert made.returncode == -signal.SIGABRT
+    assert ("tinyipa: libgnutls.so.30 is a stub in this image (qemu-img TLS and creating "
+            "encrypted images are not available); gnutls_rnd was called") in made.stderr
+
+
+@pytest.mark.build
 def test_ipmitool_open_works_and_free_fails_loudly(tinyipa_root: Path) -> None:
     opened = in_image(tinyipa_root, "ipmitool", "-I", "open", "mc", "info")
     assert opened.returncode == 1

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_tinyipa_builder import make_packages
 from tinyipa import stub
+from tinyipa.log import Log
+from tinyipa.root import Root
 from tinyipa.stub import Spec, Symbol
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "readelf"
@@ -99,6 +102,16 @@ def test_the_shipped_table() -> None:
     table = stub.specs(config)
     assert {"libgnutls.so.30", "libfreeipmi.so.17", "libdbus-1.so.3"} <= set(table)
     assert "gnutls_global_init" in table["libgnutls.so.30"].succeed
+
+
+def test_root_neither_copies_nor_follows_a_stubbed_library(tmp_path: Path) -> None:
+    tree = make_packages(tmp_path)
+    root = Root(tmp_path / "root", tree, Log(tmp_path / "build.log"), stubs=["libc.so.6"])
+    root.add_binary("yes-true")
+    assert root.stubbed == {"libc.so.6": {"/usr/bin/true"}}
+    assert not root.exists("/usr/lib/x86_64-linux-gnu/libc.so.6")
+    assert not root.exists("/usr/lib/x86_64-linux-gnu/libc.so.6.real")
+    assert not root.missing_libs
 
 
 def test_generated_c_and_version_script() -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyipa import cpio, debs
+from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log
 from tinyipa.root import Root
@@ -80,6 +80,7 @@ def build(ctx: Context) -> None:
     install_kernel_modules(ctx)
     configure_login(ctx)
     install_busybox(ctx)
+    stub.install(ctx)
     compile_python(ctx)
     make_initramfs(ctx)
     write_manifest(ctx)
@@ -108,7 +109,8 @@ def unpack_packages(ctx: Context) -> None:
         unpacked = {p: debs.extract(ctx.cache / "debs" / p.filename,
                                     ctx.cache / "unpacked", ctx.log) for p in ctx.packages}
         tree = PackageTree(unpacked)
-        ctx.root = Root(ctx.workdir / "root", tree, ctx.log)
+        ctx.root = Root(ctx.workdir / "root", tree, ctx.log,
+                        stubs=ctx.config.get("stubs", {}))
         found = sorted(m.group(1) for p, (real, _pkg) in tree.files.items()
                        if (m := re.fullmatch(r"/usr/bin/python(3\.\d+)", p))
                        and not real.is_symlink())
@@ -514,6 +516,7 @@ def write_manifest(ctx: Context) -> None:
             lines.append(f"input ca-bundle sha256:{sha256(ctx.ca_bundle)}")
         lines += sorted(f"deb {p.name} {p.version}" for p in ctx.root.used)
         lines += sorted(f"python {n} {v}" for n, v in ctx.dists.items())
+        lines += stub.manifest_lines(ctx)
         (ctx.out / f"{ctx.name}.manifest").write_text("\n".join(lines) + "\n")
         sums = [f"{sha256(ctx.out / f)}  {f}"
                 for f in (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tinyipa import elf
@@ -23,10 +23,15 @@ LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/lib64")
 
 
 class Root:
-    def __init__(self, path: Path, tree: PackageTree, log: Log) -> None:
+    def __init__(self, path: Path, tree: PackageTree, log: Log,
+                 stubs: Iterable[str] = ()) -> None:
         self.path = path
         self.tree = tree
         self.log = log
+        # sonames replaced by generated stubs (tinyipa/stub.py): never copied,
+        # their dependencies never followed; soname -> the files needing it
+        self.stub_sonames = frozenset(stubs)
+        self.stubbed: dict[str, set[str]] = {}
         self.used: set[Package] = set()
         self.missing_libs: set[str] = set()
         self.nodes: list[Entry] = []
@@ -152,6 +157,9 @@ class Root:
             self.add_file(info.interpreter, libs=False)
         origin = "/" + str(dest.parent.relative_to(self.path))
         for soname in info.needed:
+            if soname in self.stub_sonames:
+                self.stubbed.setdefault(soname, set()).add(f"{origin}/{dest.name}")
+                continue
             found = self._find_library(soname, info.runpath, origin)
             if found is None:
                 continue

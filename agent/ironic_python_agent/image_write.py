@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ironic_python_agent import errors, image_format, run
+from ironic_python_agent import errors, image_format, run, zstd
 from ironic_python_agent.checksum import Checksum
 from ironic_python_agent.image_format import Compression, ImageFormat
 
@@ -459,8 +459,33 @@ class _InProcessDecoder:
                                          f"the {self.kind.value} stream is truncated")
 
 
+class _ZstdDecoder:
+    """zstd in-process through libzstd (see :mod:`zstd`)."""
+
+    def __init__(self) -> None:
+        self._dec = zstd.Decompressor(BUFFER_SIZE)
+
+    def feed(self, data: Any, out: Callable[[bytes], None]) -> None:
+        try:
+            self._dec.feed(data, out)
+        except zstd.ZstdError as exc:
+            raise errors.ImageWriteError("(decompression)", "", "",
+                                         f"the zstd stream is corrupt: {exc}") from None
+
+    def finish(self, out: Callable[[bytes], None]) -> None:
+        complete = self._dec.started and self._dec.frame_complete
+        self._dec.close()
+        if not complete:
+            raise errors.ImageWriteError("(decompression)", "", "",
+                                         "the zstd stream is truncated")
+
+    def close(self) -> None:
+        self._dec.close()
+
+
 class _ProcessDecoder:
-    """zstd through the ``zstd`` binary: fed on stdin, drained by a thread."""
+    """zstd through the ``zstd`` binary (where libzstd is missing): fed on
+    stdin, drained by a thread."""
 
     def __init__(self, argv: list[str], target_write: Callable[[Any], None],
                  abort: threading.Event) -> None:
@@ -593,7 +618,7 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
     failures: list[BaseException] = []
     target = Target(device, policy, cache_dir, name,
                     size_hint=getattr(source, "size", None))
-    decoder: _InProcessDecoder | _ProcessDecoder | None = None
+    decoder: _InProcessDecoder | _ZstdDecoder | _ProcessDecoder | None = None
     state: dict[str, Any] = {"compression": None}
 
     def hash_loop() -> None:
@@ -628,7 +653,9 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
                     if state["compression"] is None:
                         kind = image_format.detect_compression(bytes(chunk[:16]))
                         state["compression"] = kind
-                        if kind == Compression.ZSTD:
+                        if kind == Compression.ZSTD and zstd.available():
+                            decoder = _ZstdDecoder()
+                        elif kind == Compression.ZSTD:
                             decoder = _ProcessDecoder(["zstd", "-d", "-c", "-q"],
                                                       target.write, abort)
                         elif kind != Compression.NONE:
@@ -702,7 +729,7 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
     finally:
         for t in threads:
             t.join(timeout=5)
-        if isinstance(decoder, _ProcessDecoder):
+        if isinstance(decoder, (_ProcessDecoder, _ZstdDecoder)):
             decoder.close()
         target.close()
         if target.cache_path:

@@ -152,9 +152,9 @@ def test_segments_put_what_changes_last() -> None:
                       agent) == "local"
     assert segment_of("usr/lib/python3/dist-packages/lean_ipa-13.0.0.dist-info/RECORD",
                       agent) == "local"
-    assert segment_of("usr/lib/python3/dist-packages/requests/api.py", agent) == "site"
-    assert segment_of("usr/lib/python3.11/os.pyc", agent) == "stdlib"
-    assert segment_of("usr/lib/modules/6.1.0/kernel/fs/ext4/ext4.ko.xz", agent) == "modules"
+    assert segment_of("usr/lib/python3/dist-packages/requests/api.py", agent) == "base"
+    assert segment_of("usr/lib/python3.11/os.pyc", agent) == "base"
+    assert segment_of("usr/lib/modules/6.1.0/kernel/fs/ext4/ext4.ko.xz", agent) == "base"
     assert segment_of("usr/bin/lsblk", agent) == "base"
     assert segment_of("usr/bin/new-agent-script", agent,
                       frozenset({"usr/bin/new-agent-script"})) == "local"

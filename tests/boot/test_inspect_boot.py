@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.boot.qemu import Guest, GuestSpec
-from tests.boot.test_tinyipa import tinyipa_image  # noqa: F401 - the session fixture
 from tests.fake_inspector import FakeInspector
 from tests.fake_ironic import FakeIronic
 

@@ -24,7 +24,6 @@ import pytest
 from tests.boot.qemu import Guest
 from tests.boot.qemu import GuestSpec
 # The session fixture that rebuilds the tinyipa image when its inputs changed.
-from tests.boot.test_tinyipa import tinyipa_image  # noqa: F401
 from tests.fake_ironic import FakeIronic
 
 pytestmark = pytest.mark.boot

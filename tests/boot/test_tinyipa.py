@@ -28,46 +28,6 @@ IMAGE = OUT / "tinyipa"
 DISK_SIZE = 8 << 30  # agents ignore disks under 4 GiB as root devices
 
 
-def inputs_key() -> str:
-    """Hash of everything the image is built from in this checkout."""
-    digest = hashlib.sha256()
-    paths = [TOP / "pyproject.toml", TOP / "build.sh"]
-    for top in (TOP / "tinyipa", TOP / "agent"):
-        paths += sorted(p for p in top.rglob("*")
-                        if p.is_file() and "__pycache__" not in p.parts)
-    for path in paths:
-        digest.update(str(path.relative_to(TOP)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-@pytest.fixture(scope="session")
-def tinyipa_image() -> tuple[Path, Path]:
-    """(kernel, initramfs), built by ./build.sh tinyipa unless the inputs are unchanged."""
-    kernel, initramfs, stamp = (IMAGE / "tinyipa.kernel", IMAGE / "tinyipa.initramfs",
-                                IMAGE / ".inputs-key")
-    key = inputs_key()
-    fresh = (kernel.exists() and initramfs.exists() and stamp.exists()
-             and stamp.read_text() == key)
-    if not fresh:
-        proc = subprocess.run([str(TOP / "build.sh"), "tinyipa"], cwd=TOP, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800)
-        if proc.returncode != 0:
-            log = IMAGE / "build.log"
-            tail = log.read_text()[-4000:] if log.exists() else ""
-            pytest.fail(f"./build.sh tinyipa failed:\n{proc.stdout[-3000:]}\n"
-                        f"--- build.log tail ---\n{tail}")
-        stamp.write_text(key)
-    return kernel, initramfs
-
-
-@pytest.fixture(scope="session")
-def tinyipa_files(tinyipa_image: tuple[Path, Path]) -> dict[str, cpio.Entry]:
-    """The initramfs contents by path (several archives, see tinyipa/cpio.py)."""
-    data = subprocess.run(cpio.decompress_command(tinyipa_image[1]), check=True,
-                          stdout=subprocess.PIPE).stdout
-    return {entry.name: entry for entry in cpio.read_entries(data)}
-
-
 # -- the artefacts --------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from typing import Any, Protocol, Self, cast
 
 from tests.boot.qemu import Guest, GuestSpec, random_mac
 from tests.e2e import ironic
+from tests.tinyipa_build import ensure_tinyipa
 
 TOP = Path(__file__).resolve().parents[2]
 ISO_TOOL = TOP / "iso" / "iso-image-create"
@@ -421,21 +422,7 @@ def tinyipa_image(out: Path) -> tuple[Path, Path]:
     Shares the boot tests' freshness stamp (``out/tinyipa/.inputs-key``), so one
     session builds the image at most once.
     """
-    from tests.boot.test_tinyipa import inputs_key
-
-    directory = out / "tinyipa"
-    kernel, initrd, stamp = (directory / "tinyipa.kernel", directory / "tinyipa.initramfs",
-                             directory / ".inputs-key")
-    key = inputs_key()
-    if kernel.exists() and initrd.exists() and stamp.exists() and stamp.read_text() == key:
-        return kernel, initrd
-    proc = subprocess.run([str(TOP / "build.sh"), "tinyipa"], cwd=TOP, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800,
-                          check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"./build.sh tinyipa failed:\n{proc.stdout[-3000:]}")
-    stamp.write_text(key)
-    return kernel, initrd
+    return ensure_tinyipa(out)
 
 
 # -- the flows ------------------------------------------------------------------------

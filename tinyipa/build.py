@@ -533,7 +533,15 @@ def write_manifest(ctx: Context) -> None:
         lines += sorted(f"python {n} {v}" for n, v in ctx.dists.items())
         lines += stub.manifest_lines(ctx)
         (ctx.out / f"{ctx.name}.manifest").write_text("\n".join(lines) + "\n")
-        sums = [f"{sha256(ctx.out / f)}  {f}"
-                for f in (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")]
-        (ctx.out / "sha256sums").write_text("\n".join(sums) + "\n")
+        # One sha256sums per directory: builds under other --name values keep
+        # their lines (and lose those of files no longer there).
+        ours = (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")
+        sumfile = ctx.out / "sha256sums"
+        old = sumfile.read_text().splitlines() if sumfile.exists() else []
+        kept = [line for line in old if "  " in line
+                and line.split("  ", 1)[1] not in ours
+                and (ctx.out / line.split("  ", 1)[1]).exists()]
+        sums = sorted(kept + [f"{sha256(ctx.out / f)}  {f}" for f in ours],
+                      key=lambda line: line.split("  ", 1)[1])
+        sumfile.write_text("\n".join(sums) + "\n")
         notes.append(f"{len(ctx.root.used)} Debian packages, {len(ctx.dists)} Python dists")

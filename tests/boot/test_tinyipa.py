@@ -94,42 +94,6 @@ def test_host_ca_not_in_image(tinyipa_files: dict[str, cpio.Entry]) -> None:
         assert marker not in blob.replace(b"\n", b""), "host CA found in the image"
 
 
-@pytest.mark.build
-def test_tools_run_in_the_image(tinyipa_files: dict[str, cpio.Entry], tmp_path: Path) -> None:
-    """Unpack the initramfs and run the tools and the agent's imports in a chroot."""
-    root = tmp_path / "root"
-    for name, entry in sorted(tinyipa_files.items()):
-        path = root / name
-        if stat.S_ISDIR(entry.mode):
-            path.mkdir(parents=True, exist_ok=True)
-        elif stat.S_ISLNK(entry.mode):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(entry.data.decode(), path)
-        elif stat.S_ISREG(entry.mode):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(entry.data)
-            path.chmod(stat.S_IMODE(entry.mode))
-    checks = [["lsblk", "--version"], ["qemu-img", "--version"], ["parted", "--version"],
-              ["sgdisk", "-V"], ["ipmitool", "-V"], ["nvme", "version"], ["hdparm", "-V"],
-              ["dmidecode", "-V"], ["mdadm", "-V"], ["efibootmgr", "--version"],
-              ["openssl", "version"], ["udevadm", "--version"], ["ip", "-V"],
-              ["modprobe", "-V"], ["smartctl", "-V"], ["mcopy", "-V"],
-              ["mdir", "-V"],
-              ["python3", "-c", "import ironic_python_agent.cmd.agent, ssl, yaml"],
-              # zstd images decode through the image's libzstd (no zstd program)
-              ["python3", "-c", "from ironic_python_agent import zstd; assert zstd.available()"],
-              # the codecs kept: JSON in UTF-16, IDNA host names, Latin-1
-              ["python3", "-c", "import json; assert json.loads('[1]'.encode('utf-16')) == [1];"
-               " 'bücher.example'.encode('idna'); b'\\xe9'.decode('latin-1')"]]
-    for argv in checks:
-        proc = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True,
-                              env={"PATH": "/usr/sbin:/usr/bin", "LANG": "C.UTF-8"})
-        assert proc.returncode == 0, f"{argv}: {proc.stderr[-500:]}"
-
-
-# -- stub libraries (tinyipa/stub.py) -------------------------------------------------------
-
-
 @pytest.fixture(scope="session")
 def tinyipa_root(tinyipa_files: dict[str, cpio.Entry],
                  tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -154,6 +118,29 @@ def tinyipa_root(tinyipa_files: dict[str, cpio.Entry],
 def in_image(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True,
                           timeout=120, env={"PATH": "/usr/sbin:/usr/bin", "LANG": "C.UTF-8"})
+
+
+@pytest.mark.build
+def test_tools_run_in_the_image(tinyipa_root: Path) -> None:
+    """Run the tools and the agent's imports in the unpacked initramfs (a chroot)."""
+    checks = [["lsblk", "--version"], ["qemu-img", "--version"], ["parted", "--version"],
+              ["sgdisk", "-V"], ["ipmitool", "-V"], ["nvme", "version"], ["hdparm", "-V"],
+              ["dmidecode", "-V"], ["mdadm", "-V"], ["efibootmgr", "--version"],
+              ["openssl", "version"], ["udevadm", "--version"], ["ip", "-V"],
+              ["modprobe", "-V"], ["smartctl", "-V"], ["mcopy", "-V"],
+              ["mdir", "-V"],
+              ["python3", "-c", "import ironic_python_agent.cmd.agent, ssl, yaml"],
+              # zstd images decode through the image's libzstd (no zstd program)
+              ["python3", "-c", "from ironic_python_agent import zstd; assert zstd.available()"],
+              # the codecs kept: JSON in UTF-16, IDNA host names, Latin-1
+              ["python3", "-c", "import json; assert json.loads('[1]'.encode('utf-16')) == [1];"
+               " 'bücher.example'.encode('idna'); b'\\xe9'.decode('latin-1')"]]
+    for argv in checks:
+        proc = in_image(tinyipa_root, *argv)
+        assert proc.returncode == 0, f"{argv}: {proc.stderr[-500:]}"
+
+
+# -- stub libraries (tinyipa/stub.py) -------------------------------------------------------
 
 
 STUBBED = {"libgnutls.so.30": "usr/bin/qemu-img", "libfreeipmi.so.17": "usr/bin/ipmitool",

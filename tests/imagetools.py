@@ -90,3 +90,10 @@ def make_disk_image(path: Path, size: int, label: str = "gpt", seed: int = 1) ->
             f.seek(440)
             f.write((0x1A2B3C4D).to_bytes(4, "little"))
     return path
+
+
+def qcow2_copy(raw: Path, dest: Path) -> Path:
+    """*raw* converted to a qcow2 image at *dest* (``qemu-img convert``)."""
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(dest)],
+                   check=True)
+    return dest

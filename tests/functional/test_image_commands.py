@@ -30,6 +30,7 @@ from tests.imagetools import (
     file_digest,
     loop_device,
     make_disk_image,
+    qcow2_copy,
     read_device,
 )
 
@@ -60,9 +61,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("cmd-images")
     out = {"gpt": make_disk_image(d / "gpt.raw", 16 * MIB, "gpt"),
            "dos": make_disk_image(d / "dos.raw", 16 * MIB, "dos", seed=2)}
-    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(out["dos"]),
-                    str(d / "dos.qcow2")], check=True)
-    out["qcow2"] = d / "dos.qcow2"
+    out["qcow2"] = qcow2_copy(out["dos"], d / "dos.qcow2")
     (d / "tree/openstack/latest").mkdir(parents=True)
     (d / "tree/openstack/latest/meta_data.json").write_text("{}")
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "config-2", "-o",
@@ -71,12 +70,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "SHA256SUMS").write_text(f"{file_digest(out['gpt'])}  gpt.raw\n")
     out["sums"] = d / "SHA256SUMS"
     return out
-
-
-@pytest.fixture
-def server() -> Iterator[ImageServer]:
-    with ImageServer() as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -278,7 +271,8 @@ def esp_disk(tmp_path: Path) -> Iterator[str]:
     with loop_device(tmp_path / "esp-disk", 64 * MIB) as dev:
         subprocess.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", dev], check=True,
                        text=True, capture_output=True,
-                       input="label: gpt\nsize=16MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n,\n")
+                       input=("label: gpt\n"
+                              "size=16MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n,\n"))
         with open(dev, "r+b") as f:
             f.seek(MIB)
             f.write(esp.read_bytes())

@@ -26,6 +26,7 @@ from tests.imagetools import (
     file_digest,
     loop_device,
     make_disk_image,
+    qcow2_copy,
     read_device,
 )
 
@@ -47,19 +48,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["bz2"] = d / "disk.raw.bz2"
     subprocess.run(["zstd", "-q", "-1", str(raw), "-o", str(d / "disk.raw.zst")], check=True)
     out["zst"] = d / "disk.raw.zst"
-    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw),
-                    str(d / "disk.qcow2")], check=True)
-    out["qcow2"] = d / "disk.qcow2"
+    out["qcow2"] = qcow2_copy(raw, d / "disk.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(d / "disk.qcow2"),
                     "-F", "qcow2", str(d / "overlay.qcow2")], check=True)
     out["overlay"] = d / "overlay.qcow2"
     return out
-
-
-@pytest.fixture
-def server() -> Iterator[ImageServer]:
-    with ImageServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from tests.processes import stop_process
+
 TOP = Path(__file__).resolve().parents[2]
 ARTEFACTS = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out")) / "test-artifacts"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -140,13 +142,7 @@ class Guest:
         """Kill QEMU (always safe to call)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=5, kill_timeout=None)
         self.proc = None
 
     def keep_artefacts(self) -> None:

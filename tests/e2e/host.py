@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e import ironic
+from tests.processes import stop_process
 
 # ---------------------------------------------------------------------------
 # The agent's NIC
@@ -295,14 +296,7 @@ class AgentProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        code = self.proc.returncode
+        code = stop_process(self.proc, timeout=15, kill_timeout=10)
         self.proc = None
         return code
 

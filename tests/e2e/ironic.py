@@ -24,6 +24,8 @@ from typing import Any
 
 import requests
 
+from tests.processes import stop_process
+
 IRONIC_REQUIREMENT = "ironic==39.0.0"
 UPSTREAM_AGENT_REQUIREMENT = "ironic-python-agent==13.0.0"
 
@@ -196,13 +198,7 @@ class IronicService:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout=30, kill_timeout=10)
         self.proc = None
 
     def log_tail(self, lines: int = 40) -> str:
@@ -324,8 +320,8 @@ def start_ironic(settings: IronicSettings, workdir: Path) -> tuple[IronicService
 
 
 @contextlib.contextmanager
-def running_ironic(settings: IronicSettings, workdir: Path) -> Iterator[tuple[IronicService,
-                                                                            IronicClient]]:
+def running_ironic(settings: IronicSettings,
+                   workdir: Path) -> Iterator[tuple[IronicService, IronicClient]]:
     service, client = start_ironic(settings, workdir)
     try:
         yield service, client

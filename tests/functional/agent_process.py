@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tests.processes import stop_process
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 
@@ -38,12 +39,6 @@ class AgentProcess:
         return self.proc.wait(timeout)
 
     def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, timeout, kill_timeout=None)
         self.artifact.write_text(self.output())
-        return self.proc.returncode
+        return code

@@ -8,17 +8,13 @@ container is only ever started inside the booted image.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import ssl
 import subprocess
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.boot.agent_checks import AgentAPI, check_booted_agent
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
 
@@ -118,7 +114,8 @@ def test_user_host_gets_an_appended_oem_archive(coreos_image: tuple[Path, Path],
     with open(user_initrd, "ab") as out:
         out.write(b"\0\0\0")  # an odd length: the OEM archive must still start aligned
     keys = tmp_path / "keys.pub"
-    keys.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExample t@x\n")
+    keys.write_text("ssh-ed25519 "
+                    "AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExample t@x\n")
     config = tmp_path / "host.yaml"
     config.write_text("machine: agent-x\nlogin_user: core\n")  # e.g. Flatcar's user
     build("--name", "appended", "--out", str(tmp_path / "out"), "--authorized-keys", str(keys),
@@ -150,20 +147,6 @@ def test_user_host_gets_an_appended_oem_archive(coreos_image: tuple[Path, Path],
 # -- booting ------------------------------------------------------------------------------
 
 
-def agent_request(base: str, ca: str | None, method: str, path: str,
-                  body: dict[str, Any] | None = None) -> Any:
-    """One call to the agent's API through the host forward (auto-TLS: trust its CA)."""
-    context = None
-    if base.startswith("https:"):
-        context = ssl.create_default_context(cadata=ca)
-        context.check_hostname = False  # the certificate names the guest's own address
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=180, context=context) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.boot
 def test_boot_nspawn_agent_lookup_heartbeat_inventory(coreos_image: tuple[Path, Path]) -> None:
     kernel, initramfs = coreos_image
@@ -180,23 +163,9 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory(coreos_image: tuple[Path, 
             assert spec.mac in lookup.addresses
             beat = ironic.wait_for_heartbeat(timeout=300).body
             assert beat["agent_token"] == ironic.agent_token
-            callback = urllib.parse.urlsplit(beat["callback_url"])
-            assert callback.port == 9999
+            api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token, timeout=180)
             # The agent's log lines come from inside the nspawn container.
             guest.wait_for_console(r"systemd-nspawn\[\d+\]: .*ironic_python_agent", 60)
-            base = f"{callback.scheme}://127.0.0.1:{guest.forwards[9999]}"
-            ca = beat.get("agent_verify_ca")
-            assert agent_request(base, ca, "GET", "/v1/status")["version"]
-
-            query = urllib.parse.urlencode({"wait": "true", "agent_token": ironic.agent_token})
-            result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
-                                   {"name": "poll.get_hardware_info", "params": {}})
-            assert result["command_status"] == "SUCCEEDED", result
-            inventory = result["command_result"]
             # /dev, /sys and udev's database reach the container: the virtio disk
             # is there with its size and the serial QEMU gave it.
-            disks = {d["name"]: d for d in inventory["disks"]}
-            assert disks["/dev/vda"]["size"] == DISK_SIZE, disks
-            assert disks["/dev/vda"]["serial"] == DISK_SERIAL, disks["/dev/vda"]
-            macs = {i["mac_address"] for i in inventory["interfaces"]}
-            assert spec.mac in macs
+            check_booted_agent(api, spec)

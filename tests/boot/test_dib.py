@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
-import json
 import os
 import re
-import ssl
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.boot.agent_checks import (AGENT_PORT, AgentAPI, agent_status, hardware_inventory,
+                                     virtio_disk)
 from tests.boot.qemu import Guest
 from tests.boot.qemu import GuestSpec
 from tests.fake_ironic import FakeIronic
@@ -37,7 +34,6 @@ pytestmark = [pytest.mark.boot, pytest.mark.build]
 TOP = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
 DIB = OUT / "dib"
-AGENT_PORT = 9999
 DISK_SERIAL = "lean-ipa-dib-disk0"
 DISK_SIZE = 3 << 30
 
@@ -65,8 +61,8 @@ def dib_root(dib_image: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
     end = data.index(b"TRAILER!!!") + len(b"TRAILER!!!")
     while data[end] == 0:
         end += 1
-    for archive in (data[:end], subprocess.run(["zstd", "-dc"], input=data[end:], check=True,
-                                                 capture_output=True).stdout):
+    unzstd = subprocess.run(["zstd", "-dc"], input=data[end:], check=True, capture_output=True)
+    for archive in (data[:end], unzstd.stdout):
         subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], cwd=root,
                        input=archive, check=True, capture_output=True)
     return root
@@ -148,33 +144,10 @@ def dib(dib_image: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterato
                 guest.keep_artefacts()
 
 
-def agent_request(dib: Booted, method: str, path: str,
-                  body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """Call the agent at the heartbeat's callback URL, through hostfwd."""
+def agent_api(dib: Booted) -> AgentAPI:
+    """The agent at the heartbeat's callback URL, through hostfwd."""
     beat = dib.ironic.wait_for_heartbeat(timeout=1)
-    url = urlsplit(beat.body["callback_url"])
-    assert url.port == AGENT_PORT
-    host_port = dib.guest.forwards[AGENT_PORT]
-    conn: http.client.HTTPConnection
-    if url.scheme == "https":
-        # Automatic TLS: the agent's certificate names the guest's address, not
-        # 127.0.0.1, so check the chain against the CA it sent, not the name.
-        with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
-            ca.write(beat.body["agent_verify_ca"])
-            ca.flush()
-            ctx = ssl.create_default_context(cafile=ca.name)
-        ctx.check_hostname = False
-        conn = http.client.HTTPSConnection("127.0.0.1", host_port, timeout=120, context=ctx)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", host_port, timeout=120)
-    try:
-        payload = None if body is None else json.dumps(body)
-        conn.request(method, path, body=payload,
-                     headers={"Content-Type": "application/json"} if body else {})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"null")
-    finally:
-        conn.close()
+    return AgentAPI.from_heartbeat(dib.guest, beat.body, dib.ironic.agent_token)
 
 
 def test_lookup_with_the_guest_mac(dib: Booted) -> None:
@@ -192,20 +165,9 @@ def test_heartbeat_with_a_callback_url(dib: Booted) -> None:
 
 def test_status_through_hostfwd(dib: Booted) -> None:
     dib.ironic.wait_for_heartbeat(timeout=300)
-    status, body = agent_request(dib, "GET", "/v1/status")
-    assert status == 200
-    assert body["version"] == "13.0.0"
+    assert agent_status(agent_api(dib))["version"] == "13.0.0"
 
 
 def test_hardware_info_lists_the_virtio_disk(dib: Booted) -> None:
     dib.ironic.wait_for_heartbeat(timeout=300)
-    status, body = agent_request(
-        dib, "POST", f"/v1/commands/?wait=true&agent_token={dib.ironic.agent_token}",
-        {"name": "poll.get_hardware_info", "params": {}})
-    assert status == 200, body
-    assert body["command_status"] == "SUCCEEDED", body
-    disks = body["command_result"]["disks"]
-    ours = [d for d in disks if d.get("serial") == DISK_SERIAL]
-    assert ours, f"no disk with serial {DISK_SERIAL} in {disks}"
-    assert ours[0]["size"] == DISK_SIZE
-    assert ours[0]["name"] == "/dev/vda"
+    virtio_disk(hardware_inventory(agent_api(dib)), dib.guest.spec)

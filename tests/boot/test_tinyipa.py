@@ -8,16 +8,13 @@ import hashlib
 import json
 import os
 import signal
-import ssl
 import stat
 import subprocess
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.boot.agent_checks import AgentAPI, check_booted_agent
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
 from tinyipa import cpio, elf, stub
@@ -245,20 +242,6 @@ def test_nvme_never_reaches_dbus(tinyipa_root: Path) -> None:
 # -- booting ------------------------------------------------------------------------------
 
 
-def agent_request(base: str, ca: str | None, method: str, path: str,
-                  body: dict[str, Any] | None = None) -> Any:
-    """One request to the agent's API through the host forward."""
-    context = None
-    if base.startswith("https"):
-        context = ssl.create_default_context(cadata=ca) if ca else ssl._create_unverified_context()
-        context.check_hostname = False  # the certificate names the guest's address
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120, context=context) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.boot
 @pytest.mark.parametrize("memory_mib", [512, 384])
 def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
@@ -276,27 +259,12 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
             beat = ironic.wait_for_heartbeat(timeout=180).body
             assert beat["agent_token"] == ironic.agent_token
             assert beat.get("agent_version")
-            callback = urllib.parse.urlsplit(beat["callback_url"])
-            assert callback.port == 9999
-            base = f"{callback.scheme}://127.0.0.1:{guest.forwards[9999]}"
-            ca = beat.get("agent_verify_ca")
-
-            status = agent_request(base, ca, "GET", "/v1/status")
-            assert status["version"]
-            query = urllib.parse.urlencode({"wait": "true", "agent_token": ironic.agent_token})
-            result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
-                                   {"name": "poll.get_hardware_info", "params": {}})
-            assert result["command_status"] == "SUCCEEDED", result
-            inventory = result["command_result"]
-            disks = {d["name"]: d for d in inventory["disks"]}
-            assert disks["/dev/vda"]["size"] == DISK_SIZE, disks
-            macs = {i["mac_address"] for i in inventory["interfaces"]}
-            assert spec.mac in macs
+            api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
+            check_booted_agent(api, spec, check_serial=False)
 
             if memory_mib == 384:
                 # busybox poweroff only signals PID 1: /init must act on it.
-                result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
-                                       {"name": "standby.power_off", "params": {}})
+                result = api.command("standby.power_off")
                 assert result["command_status"] in ("RUNNING", "SUCCEEDED"), result
                 guest.wait_for_console(r"tinyipa: \[[\d.]+\] powering off", timeout=120)
                 assert guest.proc is not None
@@ -305,8 +273,7 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
                 # Rescue: the agent exits cleanly and /init lets the rescue user in.
                 hashed = subprocess.run(["openssl", "passwd", "-6", "rescue-me"], check=True,
                                         capture_output=True, text=True).stdout.strip()
-                result = agent_request(base, ca, "POST", f"/v1/commands/?{query}",
-                                       {"name": "rescue.finalize_rescue",
-                                        "params": {"rescue_password": hashed, "hashed": True}})
+                result = api.command("rescue.finalize_rescue",
+                                     {"rescue_password": hashed, "hashed": True})
                 assert result["command_status"] == "SUCCEEDED", result
                 guest.wait_for_console(r"rescue mode: user 'rescue' enabled", timeout=120)

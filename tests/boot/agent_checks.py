@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Query an agent booted under QEMU, as the boot tests of every image do.
+
+The agent's heartbeat names its callback URL (port 9999 in the guest); the host
+reaches it through the guest's hostfwd on 127.0.0.1. With automatic TLS the
+certificate names the guest's own address, so the chain is checked against the
+CA the agent sent in the heartbeat, not the host name::
+
+    api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
+    inventory = check_booted_agent(api, guest.spec)
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from tests.boot.qemu import Guest, GuestSpec
+
+AGENT_PORT = 9999  # the agent's API port inside the guest
+
+
+@dataclass
+class AgentAPI:
+    """The booted agent's REST API as the host reaches it."""
+
+    base: str                # e.g. "https://127.0.0.1:<host port>"
+    ca: str | None           # PEM the agent sent (automatic TLS), or None
+    agent_token: str
+    timeout: float = 120
+
+    @classmethod
+    def from_heartbeat(cls, guest: Guest, beat: dict[str, Any], agent_token: str,
+                       timeout: float = 120) -> AgentAPI:
+        """The API at the heartbeat's ``callback_url``, through the guest's hostfwd."""
+        callback = urllib.parse.urlsplit(beat["callback_url"])
+        assert callback.port == AGENT_PORT, beat["callback_url"]
+        base = f"{callback.scheme}://127.0.0.1:{guest.forwards[AGENT_PORT]}"
+        return cls(base, beat.get("agent_verify_ca"), agent_token, timeout)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request; the decoded JSON answer (an HTTP error status raises)."""
+        context = None
+        if self.base.startswith("https"):
+            context = (ssl.create_default_context(cadata=self.ca) if self.ca
+                       else ssl._create_unverified_context())
+            context.check_hostname = False  # the certificate names the guest's address
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout,
+                                    context=context) as response:
+            return json.loads(response.read())
+
+    def command(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``name`` (``<extension>.<command>``) and wait for its result."""
+        query = urllib.parse.urlencode({"wait": "true", "agent_token": self.agent_token})
+        result: dict[str, Any] = self.request("POST", f"/v1/commands/?{query}",
+                                              {"name": name, "params": params or {}})
+        return result
+
+
+def agent_status(api: AgentAPI) -> dict[str, Any]:
+    """``GET /v1/status``, which must name the agent's version."""
+    status: dict[str, Any] = api.request("GET", "/v1/status")
+    assert status["version"], status
+    return status
+
+
+def hardware_inventory(api: AgentAPI) -> dict[str, Any]:
+    """The inventory ``poll.get_hardware_info`` returns (the command must succeed)."""
+    result = api.command("poll.get_hardware_info")
+    assert result["command_status"] == "SUCCEEDED", result
+    inventory: dict[str, Any] = result["command_result"]
+    return inventory
+
+
+def virtio_disk(inventory: dict[str, Any], spec: GuestSpec,
+                check_serial: bool = True) -> dict[str, Any]:
+    """The guest's virtio disk (/dev/vda) in ``inventory``, with the size (and the
+    serial) QEMU gave it."""
+    disks = {d["name"]: d for d in inventory["disks"]}
+    assert "/dev/vda" in disks, disks
+    disk = disks["/dev/vda"]
+    assert disk["size"] == spec.disk_size, disks
+    if check_serial:
+        assert disk["serial"] == spec.disk_serial, disk
+    return disk
+
+
+def check_booted_agent(api: AgentAPI, spec: GuestSpec,
+                       check_serial: bool = True) -> dict[str, Any]:
+    """Status answers, the inventory lists the virtio disk and the guest's MAC;
+    returns the inventory."""
+    agent_status(api)
+    inventory = hardware_inventory(api)
+    virtio_disk(inventory, spec, check_serial)
+    macs = {i["mac_address"] for i in inventory["interfaces"]}
+    assert spec.mac in macs, macs
+    return inventory

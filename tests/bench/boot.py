@@ -23,6 +23,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
@@ -46,6 +47,26 @@ def unpacked_mb(initrd: Path) -> float:
     data = subprocess.run(cpio.decompress_command(initrd), check=True,
                           stdout=subprocess.PIPE).stdout
     return sum(len(e.data) for e in cpio.read_entries(data) if stat.S_ISREG(e.mode)) / 1e6
+
+
+def ram_and_runs(argv: list[str], rams: list[int]) -> tuple[list[int], int]:
+    """The RAM sizes (``--ram=A,B,...``, MiB; default *rams*) and runs per size
+    (``--runs=N``, default 1) a boot benchmark was asked for."""
+    runs = 1
+    for arg in argv:
+        if arg.startswith("--ram="):
+            rams = [int(x) for x in arg.split("=", 1)[1].split(",")]
+        elif arg.startswith("--runs="):
+            runs = int(arg.split("=", 1)[1])
+    return rams, runs
+
+
+def timed_build(*args: str, **run_kwargs: Any) -> float:
+    """Seconds ``./build.sh <args>`` took (it must succeed); *run_kwargs* go to
+    ``subprocess.run`` (e.g. ``stdout=subprocess.DEVNULL``)."""
+    start = time.monotonic()
+    subprocess.run([str(TOP / "build.sh"), *args], check=True, **run_kwargs)
+    return time.monotonic() - start
 
 
 def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float,
@@ -77,17 +98,8 @@ def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float,
 
 
 def main(argv: list[str]) -> int:
-    rams = [512, 384, 320, 256]
-    runs = 1
-    for arg in argv:
-        if arg.startswith("--ram="):
-            rams = [int(x) for x in arg.split("=", 1)[1].split(",")]
-        elif arg.startswith("--runs="):
-            runs = int(arg.split("=", 1)[1])
-
-    start = time.monotonic()
-    subprocess.run([str(TOP / "build.sh"), "tinyipa"], check=True, stdout=subprocess.DEVNULL)
-    build_s = time.monotonic() - start
+    rams, runs = ram_and_runs(argv, [512, 384, 320, 256])
+    build_s = timed_build("tinyipa", stdout=subprocess.DEVNULL)
     kernel, initrd = IMAGE / "tinyipa.kernel", IMAGE / "tinyipa.initramfs"
 
     print(f"{'figure':<36}{'lean-ipa tinyipa':>17}{'upstream (quoted)':>19}{'ratio':>7}"

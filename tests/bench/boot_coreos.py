@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from tests.bench.boot import boot, mb
+from tests.bench.boot import boot, mb, ram_and_runs, timed_build
 
 TOP = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
@@ -57,18 +56,8 @@ def other_image(folder: str) -> tuple[Path, Path] | None:
 
 
 def main(argv: list[str]) -> int:
-    rams = [1536, 1024, 768]
-    runs = 1
-    for arg in argv:
-        if arg.startswith("--ram="):
-            rams = [int(x) for x in arg.split("=", 1)[1].split(",")]
-        elif arg.startswith("--runs="):
-            runs = int(arg.split("=", 1)[1])
-
-    start = time.monotonic()
-    subprocess.run([str(TOP / "build.sh"), "coreos"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    build_s = time.monotonic() - start
+    rams, runs = ram_and_runs(argv, [1536, 1024, 768])
+    build_s = timed_build("coreos", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kernel, initrd = IMAGE / f"{NAME}.kernel", IMAGE / f"{NAME}.initramfs"
 
     print(f"{'figure':<40}{'coreos':>10}{'tinyipa':>10}{'dib':>10}{'upstream':>10}")

@@ -20,10 +20,9 @@ import io
 import os
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
-from tests.bench.boot import mb
+from tests.bench.boot import mb, ram_and_runs, timed_build
 from tests.boot.qemu import Guest
 from tests.boot.qemu import GuestSpec
 from tests.fake_ironic import FakeIronic
@@ -54,8 +53,8 @@ def unpacked_mb(initrd: Path) -> float:
     return total / 1e6
 
 
-def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float) -> tuple[float | None,
-                                                                             float | None]:
+def boot(kernel: Path, initrd: Path, memory_mib: int,
+         timeout: float) -> tuple[float | None, float | None]:
     """Seconds from QEMU start to the first lookup and first heartbeat (None: none came)."""
     with FakeIronic() as ironic:
         spec = GuestSpec(name=f"bench-dib-{memory_mib}", kernel=kernel, initrd=initrd,
@@ -79,18 +78,8 @@ def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float) -> tuple[f
 
 def main(argv: list[str]) -> int:
     rebuild = "--rebuild" in argv
-    rams = [1024, 768, 512]
-    runs = 1
-    for arg in argv:
-        if arg.startswith("--ram="):
-            rams = [int(x) for x in arg.split("=", 1)[1].split(",")]
-        elif arg.startswith("--runs="):
-            runs = int(arg.split("=", 1)[1])
-
-    cmd = [str(TOP / "build.sh"), "dib"] + (["--force"] if rebuild else [])
-    start = time.monotonic()
-    subprocess.run(cmd, check=True)
-    build_s = time.monotonic() - start
+    rams, runs = ram_and_runs(argv, [1024, 768, 512])
+    build_s = timed_build("dib", *(["--force"] if rebuild else []))
     kernel, initrd = DIB / "lean-ipa.kernel", DIB / "lean-ipa.initramfs"
 
     print(f"{'figure':<34}{'lean-ipa dib':>14}{'upstream (quoted)':>20}{'ratio':>8}"

@@ -6,6 +6,7 @@ reaches it through the guest's hostfwd on 127.0.0.1. With automatic TLS the
 certificate names the guest's own address, so the chain is checked against the
 CA the agent sent in the heartbeat, not the host name::
 
+    beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300, heartbeat_timeout=180)
     api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
     inventory = check_booted_agent(api, guest.spec)
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.boot.qemu import Guest, GuestSpec
+from tests.fake_ironic import FakeIronic
 
 AGENT_PORT = 9999  # the agent's API port inside the guest
 
@@ -62,6 +64,17 @@ class AgentAPI:
         result: dict[str, Any] = self.request("POST", f"/v1/commands/?{query}",
                                               {"name": name, "params": params or {}})
         return result
+
+
+def lookup_and_heartbeat(guest: Guest, ironic: FakeIronic, lookup_timeout: float,
+                         heartbeat_timeout: float) -> dict[str, Any]:
+    """Wait for the agent's lookup (with the guest's MAC) and first heartbeat
+    (with the token the lookup gave); returns the heartbeat's body."""
+    lookup = ironic.wait_for_lookup(timeout=lookup_timeout)
+    assert guest.spec.mac in lookup.addresses, lookup.addresses
+    beat: dict[str, Any] = ironic.wait_for_heartbeat(timeout=heartbeat_timeout).body
+    assert beat["agent_token"] == ironic.agent_token, beat
+    return beat
 
 
 def agent_status(api: AgentAPI) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.agent_checks import AgentAPI, check_booted_agent
+from tests.boot.agent_checks import AgentAPI, check_booted_agent, lookup_and_heartbeat
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
 
@@ -159,10 +159,7 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory(coreos_image: tuple[Path, 
             append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
                     "ipa-insecure=1"))
         with Guest(spec) as guest:
-            lookup = ironic.wait_for_lookup(timeout=600)
-            assert spec.mac in lookup.addresses
-            beat = ironic.wait_for_heartbeat(timeout=300).body
-            assert beat["agent_token"] == ironic.agent_token
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=600, heartbeat_timeout=300)
             api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token, timeout=180)
             # The agent's log lines come from inside the nspawn container.
             guest.wait_for_console(r"systemd-nspawn\[\d+\]: .*ironic_python_agent", 60)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.agent_checks import AgentAPI, check_booted_agent
+from tests.boot.agent_checks import AgentAPI, check_booted_agent, lookup_and_heartbeat
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
 from tinyipa import cpio, elf, stub
@@ -254,10 +254,7 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
             append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
                     "ipa-insecure=1"))
         with Guest(spec) as guest:
-            lookup = ironic.wait_for_lookup(timeout=300)
-            assert spec.mac in lookup.addresses
-            beat = ironic.wait_for_heartbeat(timeout=180).body
-            assert beat["agent_token"] == ironic.agent_token
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300, heartbeat_timeout=180)
             assert beat.get("agent_version")
             api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
             check_booted_agent(api, spec, check_serial=False)

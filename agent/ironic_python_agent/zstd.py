@@ -106,7 +106,7 @@ class Decompressor:
                 elif inbuf.pos != before or outbuf.pos:
                     self.frame_complete = False
                 if outbuf.pos:
-                    out(self._out.raw[:outbuf.pos])
+                    out(ctypes.string_at(self._out, outbuf.pos))  # one copy, not two
                 if inbuf.pos == inbuf.size and outbuf.pos < outbuf.size:
                     return
         finally:

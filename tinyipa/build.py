@@ -12,7 +12,6 @@ import lzma
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import tomllib
@@ -23,7 +22,7 @@ from typing import Any
 
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
-from tinyipa.log import Log
+from tinyipa.log import Log, run
 from tinyipa.root import Root
 
 HERE = Path(__file__).resolve().parent
@@ -486,8 +485,7 @@ def make_initramfs(ctx: Context) -> None:
                     reused.append(name)
                     blob.touch()  # recently used: kept by the clean-up below
                 else:
-                    packed = subprocess.run(argv, input=data, stdout=subprocess.PIPE,
-                                            check=True).stdout
+                    packed = bytes(run(argv, input=data, binary=True))
                     blob.with_suffix(".tmp").write_bytes(packed)
                     blob.with_suffix(".tmp").rename(blob)
                 packed = blob.read_bytes()

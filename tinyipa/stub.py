@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from buildlib.log import BuildError, run
 from tinyipa import elf
 
 if TYPE_CHECKING:
@@ -236,8 +236,7 @@ def gcc_argv(soname: str, workdir: str = ".") -> list[str]:
 def compile_stub(source: str, script: str, soname: str, cache: Path) -> bytes:
     """The compiled stub, cached by its inputs and the compiler's version."""
     argv = gcc_argv(soname)
-    compiler = subprocess.run(["gcc", "--version"], check=True, capture_output=True,
-                              text=True).stdout.splitlines()[0]
+    compiler = str(run(["gcc", "--version"])).splitlines()[0]
     key = hashlib.sha256("\0".join([source, script, " ".join(argv), compiler]).encode())
     cached = cache / f"{key.hexdigest()[:32]}.so"
     if cached.exists():
@@ -246,9 +245,10 @@ def compile_stub(source: str, script: str, soname: str, cache: Path) -> bytes:
         work = Path(tmp)
         (work / "stub.c").write_text(source)
         (work / "stub.map").write_text(script)
-        proc = subprocess.run(gcc_argv(soname, tmp), cwd=work, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"gcc failed on the {soname} stub: {proc.stderr.strip()[-800:]}")
+        try:
+            run(gcc_argv(soname, tmp), cwd=work)
+        except BuildError as exc:
+            raise BuildError(f"gcc failed on the {soname} stub: {exc}") from None
         data = (work / "stub.so").read_bytes()
     cache.mkdir(parents=True, exist_ok=True)
     cached.with_suffix(".tmp").write_bytes(data)
@@ -262,9 +262,7 @@ def compile_stub(source: str, script: str, soname: str, cache: Path) -> bytes:
 def readelf(paths: list[Path]) -> dict[str, list[Symbol]]:
     if not paths:
         return {}
-    proc = subprocess.run(["readelf", "--dyn-syms", "-W", *map(str, paths)],
-                          check=True, capture_output=True, text=True)
-    found = parse_dynsyms(proc.stdout)
+    found = parse_dynsyms(str(run(["readelf", "--dyn-syms", "-W", *paths])))
     if len(paths) == 1 and "" in found:
         found = {str(paths[0]): found.pop("")}
     return found

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "iso"))
+TOP = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(TOP / "iso"), str(TOP)]  # isoimage, and the buildlib it uses
 
-from vmedia import bootconfig  # noqa: E402
-from vmedia import esp  # noqa: E402
-from vmedia import magic  # noqa: E402
-from vmedia.errors import IsoError  # noqa: E402
+from isoimage import bootconfig  # noqa: E402
+from isoimage import esp  # noqa: E402
+from isoimage import magic  # noqa: E402
+from isoimage.errors import IsoError  # noqa: E402
 
 
 def bzimage_head() -> bytes:

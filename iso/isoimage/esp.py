@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmedia import bootconfig
-from vmedia.command import run
+from isoimage import bootconfig
+from isoimage.command import run
 
 # Built into the EFI image, so no module has to be found on disk at boot.
 GRUB_MODULES = (

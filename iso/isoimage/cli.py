@@ -12,12 +12,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from vmedia import bootconfig
-from vmedia import esp
-from vmedia import hosttools
-from vmedia import image
-from vmedia import magic
-from vmedia.errors import IsoError
+from isoimage import bootconfig
+from isoimage import esp
+from isoimage import hosttools
+from isoimage import image
+from isoimage import magic
+from isoimage.errors import IsoError
 
 PROG = "iso-image-create"
 _LABEL = re.compile(r"[A-Za-z0-9_-]{1,32}")

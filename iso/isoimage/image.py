@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmedia import bootconfig
-from vmedia.command import run
+from isoimage import bootconfig
+from isoimage.command import run
 
 DEFAULT_LABEL = "VMEDIA_BOOT_ISO"
 

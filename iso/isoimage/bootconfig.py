@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vmedia.errors import IsoError
+from isoimage.errors import IsoError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

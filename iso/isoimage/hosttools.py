@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmedia.errors import IsoError
+from isoimage.errors import IsoError
 
 # Where Debian/Ubuntu (and older syslinux layouts) keep the BIOS boot files.
 ISOLINUX_BIN = ("/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/isolinux.bin",

@@ -14,30 +14,12 @@ export TOP OUT CACHE
 say() { printf '[%4ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
-# need_apt PKG...: make sure Debian packages are installed.
-need_apt() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        say "installing host packages: ${missing[*]}"
-        if [ ! -f "$CACHE/.apt-updated" ] || [ -n "$(find "$CACHE/.apt-updated" -mmin +360 2>/dev/null)" ]; then
-            apt-get -o DPkg::Lock::Timeout=900 update -q >&2
-            mkdir -p "$CACHE" && touch "$CACHE/.apt-updated"
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
-            --no-install-recommends "${missing[@]}" >&2
-    else
-        die "missing host packages; run: sudo apt-get install ${missing[*]}"
-    fi
-}
-
-# need_apt_file FILE: the packages listed in FILE (one per line, # comments).
-need_apt_file() {
-    # shellcheck disable=SC2046
-    need_apt $(sed -e 's/#.*//' "$1" | xargs)
+# need_host TARGET... [--package=PKG]...: the host programs and packages the
+# targets run (buildlib/host-programs.toml); as root with apt the missing ones
+# are installed, otherwise the apt-get command is printed and the build stops.
+need_host() {
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found; run: sudo apt-get install python3"
+    "$PYTHON" "$TOP/buildlib/host.py" install "$@" || exit 1
 }
 
 # make_venv DIR ARGS...: a venv at DIR with `pip install ARGS` done once per change of ARGS.
@@ -46,7 +28,7 @@ make_venv() {
     local stamp="$dir/.lean-ipa-stamp" want
     want=$(printf '%s\n' "$@" | sha256sum | cut -c1-16)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
-    if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then need_apt python3-venv; fi
+    if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then need_host wheel; fi
     [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir" >&2
     "$dir/bin/python" -m pip install -q --upgrade pip >&2
     "$dir/bin/python" -m pip install -q "$@" >&2
@@ -70,8 +52,7 @@ cmd_coreos() { exec "$TOP/coreos/build-coreos" "$@"; }
 # writes out/iso/<name>.iso (BIOS + UEFI, hybrid) and out/iso/<name>-esp.img
 # (the ESP alone, for Ironic's [conductor]bootloader) from out/tinyipa/<name>.*
 cmd_iso() {
-    need_apt python3-jinja2 xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common \
-        dosfstools mtools
+    need_host iso
     local name=${TINYIPA_NAME:-tinyipa} src="$OUT/tinyipa"
     if [ ! -f "$src/$name.kernel" ] || [ ! -f "$src/$name.initramfs" ]; then
         say "iso: no $src/$name.kernel + .initramfs yet; building the tinyipa image first"
@@ -158,7 +139,7 @@ cmd_dib() {
     fi
 
     dib_stage "host tools"
-    need_apt sudo debootstrap mmdebstrap qemu-utils zstd cpio e2fsprogs util-linux procps
+    need_host dib
     make_venv "$CACHE/venv-dib" "diskimage-builder==$DIB_VERSION"
 
     dib_stage "agent wheel"
@@ -244,7 +225,7 @@ sys.stdout.write(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/R
 }
 
 cmd_test() {
-    need_apt_file "$TOP/tests/apt-packages.txt"
+    need_host test
     say "test venv"
     make_venv "$OUT/venv-test" -e "$TOP[test]" -r "$TOP/tests/requirements.txt"
     say "running the test suite"
@@ -253,7 +234,7 @@ cmd_test() {
 }
 
 cmd_bench() {
-    need_apt_file "$TOP/tests/apt-packages.txt"
+    need_host test
     make_venv "$OUT/venv-test" -e "$TOP[test]" -r "$TOP/tests/requirements.txt"
     cd "$TOP"
     exec "$OUT/venv-test/bin/python" -m tests.bench "$@"

@@ -15,7 +15,7 @@ def inputs_key() -> str:
     """Hash of everything the image is built from in this checkout."""
     digest = hashlib.sha256()
     paths = [TOP / "pyproject.toml", TOP / "build.sh"]
-    for top in (TOP / "tinyipa", TOP / "agent"):
+    for top in (TOP / "tinyipa", TOP / "buildlib", TOP / "agent"):
         paths += sorted(p for p in top.rglob("*")
                         if p.is_file() and "__pycache__" not in p.parts)
     for path in paths:

@@ -37,7 +37,7 @@ def _env(env: Mapping[str, str] | None) -> dict[str, str]:
 def run(argv: Sequence[Arg], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
         input: bytes | str | None = None, binary: bool = False,
         stdout: IO[bytes] | IO[str] | None = None,
-        stderr: IO[bytes] | IO[str] | None = None) -> str | bytes:
+        stderr: IO[bytes] | IO[str] | None = None, timeout: float | None = None) -> str | bytes:
     """Run *argv* (never through a shell); return its stdout unless *stdout* is given.
 
     stdin is empty unless *input* is given. Raises :class:`BuildError` naming the
@@ -51,9 +51,11 @@ def run(argv: Sequence[Arg], *, cwd: Path | None = None, env: Mapping[str, str] 
             args, cwd=cwd, env=_env(env), input=input,
             stdin=subprocess.DEVNULL if input is None else None,
             stdout=subprocess.PIPE if stdout is None else stdout,
-            stderr=subprocess.PIPE if stderr is None else stderr, check=False)
+            stderr=subprocess.PIPE if stderr is None else stderr, timeout=timeout, check=False)
     except FileNotFoundError:
         raise BuildError(f"{args[0]}: command not found") from None
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{shlex.join(args)} did not finish in {timeout:.0f} s") from None
     err = proc.stderr.decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         tail = (err.strip() or (proc.stdout or b"").decode(errors="replace").strip())

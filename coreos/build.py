@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from buildlib import host
 from coreos import container, kernel, units
 from coreos.runner import BuildError, Runner
 
@@ -257,7 +258,8 @@ def make_container_image(ctx: Context) -> None:
             ctx.keys["wheel"])
         final = ctx.work / f"container-{key}.squashfs"
         if not final.exists() or ctx.rebuild:
-            engine = container.pick_engine(ctx.engine)
+            engine = container.pick_engine(ctx.engine, ctx.work / "containers",
+                                           install=install_engine, log=ctx.runner.say)
             with tempfile.TemporaryDirectory(prefix="context.", dir=ctx.work) as tmp:
                 context = Path(tmp)
                 os.link(ctx.container_rootfs, context / "rootfs.tar")
@@ -271,6 +273,14 @@ def make_container_image(ctx: Context) -> None:
             ctx.runner.note(f"container image built with {engine}")
         ctx.container_image = final
         ctx.runner.say(f"container image {final.stat().st_size >> 20} MiB (squashfs)")
+
+
+def install_engine(package: str) -> None:
+    """apt-get install a container engine (buildlib/host-programs.toml, [coreos.engines])."""
+    try:
+        host.apt_install([host.needs(["coreos"]).engines[package]], "coreos")
+    except host.HostError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def outputs_current(ctx: Context) -> bool:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from buildlib.log import run
 from coreos.runner import BuildError, Runner
 
 ENGINES = ("buildah", "podman", "docker")
@@ -34,14 +36,54 @@ def pip_download(python: str, dest: Path) -> list[str]:
     return argv
 
 
-def pick_engine(wanted: str) -> str:
-    """The container tool to use: the one asked for, or the first one installed."""
+def probe(engine: str, storage: Path) -> str | None:
+    """Why *engine* cannot build here (None: it works): installed, and ``info`` answers.
+
+    ``info`` needs what a build needs: docker its daemon, buildah/podman their
+    (private, vfs) storage.
+    """
+    if shutil.which(engine) is None:
+        return "not installed"
+    try:
+        run([engine, *storage_options(engine, storage), "info"], timeout=60)
+    except BuildError as exc:
+        return f"`{engine} info` failed: {str(exc).rsplit(' | ', 1)[-1].split(': ', 1)[-1][:200]}"
+    return None
+
+
+def pick_engine(wanted: str, storage: Path, install: Callable[[str], None] | None = None,
+                log: Callable[[str], None] = lambda _line: None) -> str:
+    """The container engine to use: the one asked for, or the first that works.
+
+    With ``auto``, each of buildah, podman, docker is probed (a docker CLI without a
+    reachable daemon is refused); when none works, *install* is called for buildah
+    and it is probed again. The error (and the log) name every engine tried and why
+    it was refused.
+    """
     candidates = ENGINES if wanted == "auto" else (wanted,)
+    refused: dict[str, str] = {}
     for engine in candidates:
-        if shutil.which(engine):
+        reason = probe(engine, storage)
+        if reason is None:
+            log(f"container engine: {engine}" + (f" (refused: {_said(refused)})"
+                                                   if refused else ""))
             return engine
-    raise BuildError(f"no container build tool found (tried {', '.join(candidates)}); "
-                     "on Debian: apt-get install buildah")
+        refused[engine] = reason
+    if install is not None and "buildah" in candidates and shutil.which("buildah") is None:
+        log(f"no container engine works ({_said(refused)}); installing buildah")
+        install("buildah")
+        reason = probe("buildah", storage)
+        if reason is None:
+            log("container engine: buildah (installed)")
+            return "buildah"
+        refused["buildah (installed)"] = reason
+    raise BuildError(f"no container engine works: {_said(refused)}; "
+                     + ("install buildah (apt-get install buildah) or pass --engine"
+                        if wanted == "auto" else "try --engine auto"))
+
+
+def _said(refused: dict[str, str]) -> str:
+    return "; ".join(f"{engine}: {why}" for engine, why in refused.items())
 
 
 def storage_options(engine: str, storage: Path) -> list[str]:

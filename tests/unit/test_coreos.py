@@ -143,3 +143,43 @@ def test_publish_keeps_one_cache_entry_per_kind(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "container-eeee.squashfs", "container-rootfs-bbbb.tar", "host-rootfs-cccc.tar",
         "wheels-ffff"]
+
+
+def _fake(bin_dir: Path, name: str, script: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+
+
+def test_auto_engine_refuses_a_docker_cli_without_daemon_and_installs_buildah(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreos import container
+    from coreos.runner import BuildError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # What docker 24 prints with no daemon (captured on this machine).
+    _fake(bin_dir, "docker", "echo 'Cannot connect to the Docker daemon at "
+          "unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(BuildError) as err:
+        container.pick_engine("auto", tmp_path / "storage")
+    said = str(err.value)
+    assert "buildah: not installed" in said and "podman: not installed" in said
+    assert "docker: `docker info` failed: Cannot connect to the Docker daemon" in said
+
+    installed: list[str] = []
+    lines: list[str] = []
+
+    def install(package: str) -> None:
+        installed.append(package)
+        _fake(bin_dir, "buildah", 'echo "{}"')
+
+    assert container.pick_engine("auto", tmp_path / "storage", install=install,
+                                 log=lines.append) == "buildah"
+    assert installed == ["buildah"]
+    assert any("docker: `docker info` failed" in line and "installing buildah" in line
+               for line in lines)
+    # A working engine is taken without installing anything.
+    assert container.pick_engine("auto", tmp_path / "storage", install=install) == "buildah"
+    assert installed == ["buildah"]

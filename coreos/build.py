@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buildlib import host
+from buildlib import host, programs
 from coreos import container, kernel, units
 from coreos.runner import BuildError, Runner
 
@@ -236,10 +236,16 @@ def mmdebstrap(ctx: Context, packages: list[str], target: Path,
     (runner or ctx.runner).run([*argv, ctx.suite, target, ctx.sources])
 
 
+def container_packages() -> list[str]:
+    """coreos/packages-container.txt plus the packages of the agent's programs."""
+    own = read_list(HERE / "packages-container.txt")
+    return own + [p for p in programs.packages("coreos") if p not in own]
+
+
 def make_container_rootfs(ctx: Context) -> None:
     """The container's Debian rootfs tarball (mmdebstrap), cached by its inputs."""
     with ctx.runner.stage("container rootfs (mmdebstrap)"):
-        packages = read_list(HERE / "packages-container.txt")
+        packages = container_packages()
         ctx.keys["container-rootfs"] = key = digest(
             ctx.suite, ctx.sources, *packages, *APT_OPTIONS, *DPKG_OPTIONS, *PURGE)
         final = ctx.work / f"container-rootfs-{key}.tar"

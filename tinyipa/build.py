@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from buildlib import programs
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log, run
@@ -94,7 +95,8 @@ def fetch_packages(ctx: Context) -> None:
     with ctx.log.step("packages") as notes:
         apt = Apt(ctx.cache, ctx.release, ctx.log)
         updated = apt.update(max_age=0 if ctx.refresh else 24 * 3600)
-        names = list(ctx.config["packages"]) + ctx.extra_packages
+        names = list(dict.fromkeys(list(ctx.config["packages"]) + programs.packages("tinyipa")
+                                   + ctx.extra_packages))
         if ctx.ssh_keys:
             names.append("dropbear-bin")
         ctx.packages = apt.resolve(names)
@@ -126,7 +128,8 @@ def unpack_packages(ctx: Context) -> None:
 def install_base(ctx: Context) -> None:
     root = ctx.root
     with ctx.log.step("base") as notes:
-        for name in ctx.config["binaries"]:
+        binaries = list(dict.fromkeys(list(ctx.config["binaries"]) + programs.programs("tinyipa")))
+        for name in binaries:
             root.add_binary(name)
         for extra in ctx.extra_packages:
             add_package_files(ctx, extra)
@@ -158,7 +161,7 @@ def install_base(ctx: Context) -> None:
         root.write_file("/etc/fstab", "")
         (root.path / "etc/ironic-python-agent.d").mkdir(parents=True, exist_ok=True)
         (root.path / "etc/ironic-python-agent").mkdir(parents=True, exist_ok=True)
-        notes.append(f"{len(ctx.config['binaries'])} programs")
+        notes.append(f"{len(binaries)} programs")
 
 
 def add_package_files(ctx: Context, name: str) -> None:
@@ -516,6 +519,7 @@ def write_manifest(ctx: Context) -> None:
         lines += [f"input release {ctx.release}", f"input compression {ctx.compression}",
                   f"input wheel {ctx.wheel.name} sha256:{sha256(ctx.wheel)}",
                   f"input tinyipa.toml sha256:{sha256(HERE / 'tinyipa.toml')}",
+                  f"input image-programs.toml sha256:{sha256(programs.LIST)}",
                   f"input init sha256:{sha256(HERE / 'init')}"]
         lines += [f"input extra-module {m}" for m in ctx.extra_modules]
         lines += [f"input extra-package {p}" for p in ctx.extra_packages]

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Command line of the tinyipa builder: ``python3 -m tinyipa [options]``.
 
-Every option also has a ``TINYIPA_*`` environment variable (flags win).
+Every option also has a ``LEAN_IPA_*`` (or the older ``TINYIPA_*``) environment
+variable (flags win); the common options are those of every builder
+(buildlib/options.py).
 """
 
 from __future__ import annotations
@@ -12,47 +14,26 @@ import os
 import sys
 from pathlib import Path
 
+from buildlib import options
 from tinyipa.build import Context, build
 from tinyipa.log import BuildError
 
 
-def _words(value: str) -> list[str]:
-    return [w for w in value.replace(",", " ").split() if w]
-
-
-def _keys(values: list[str]) -> list[str]:
-    """SSH public keys given as key text or as files holding keys."""
-    keys: list[str] = []
-    for value in values:
-        path = Path(value).expanduser()
-        text = path.read_text() if not value.startswith("ssh-") and path.is_file() else value
-        keys += [line.strip() for line in text.splitlines()
-                 if line.strip() and not line.startswith("#")]
-    return keys
+_words = options.words
+_keys = options.ssh_keys
 
 
 def parse_args(argv: list[str]) -> Context:
     env = os.environ.get
-    top = Path(env("TOP", Path(__file__).resolve().parents[1]))
-    out = Path(env("OUT", top / "out"))
-    cache = Path(env("CACHE", top / ".cache"))
-    p = argparse.ArgumentParser(prog="build.sh tinyipa", description=__doc__)
-    p.add_argument("--name", default=env("TINYIPA_NAME", "tinyipa"),
-                   help="output base name (<name>.kernel, <name>.initramfs)")
-    p.add_argument("--release", default=env("TINYIPA_RELEASE", "bookworm"),
-                   help="Debian release the packages and kernel come from")
-    p.add_argument("--extra-modules", default=env("TINYIPA_EXTRA_MODULES", ""),
-                   help="more kernel modules (comma or space separated)")
+    out = options.out_dir("tinyipa").parent
+    cache = options.cache_dir()
+    p = argparse.ArgumentParser(prog="build.sh tinyipa", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_common(p, "tinyipa", "tinyipa", old_env="TINYIPA_")
     p.add_argument("--extra-packages", default=env("TINYIPA_EXTRA_PACKAGES", ""),
                    help="more Debian packages, all their files except docs")
     p.add_argument("--extra-python", default=env("TINYIPA_EXTRA_PYTHON", ""),
                    help="more Python requirements from PyPI (e.g. hardware managers)")
-    p.add_argument("--ssh-key", action="append",
-                   default=[k for k in env("TINYIPA_SSH_KEYS", "").split("\n") if k.strip()],
-                   help="SSH public key or file of keys for root (repeatable); "
-                        "adds dropbear")
-    p.add_argument("--password-hash", default=env("TINYIPA_PASSWORD_HASH") or None,
-                   help="crypt(3) hash for root's console login (openssl passwd -6)")
     p.add_argument("--ca-bundle", default=env("TINYIPA_CA_BUNDLE") or None,
                    help="PEM file of extra CAs the agent trusts")
     p.add_argument("--compression", default=env("TINYIPA_COMPRESSION", "zstd"),
@@ -61,23 +42,24 @@ def parse_args(argv: list[str]) -> Context:
                    help="agent wheel (default: the one in out/dist/)")
     p.add_argument("--pip-python", default=env("TINYIPA_PIP_PYTHON", sys.executable),
                    help="a Python with pip, used to fetch and install wheels")
-    p.add_argument("--out", default=str(out / "tinyipa"))
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")
     a = p.parse_args(argv)
+    c = options.common(p, a, "tinyipa")
     if a.wheel is None:
         wheels = sorted((out / "dist").glob("*.whl"), key=lambda w: w.stat().st_mtime)
         if not wheels:
             p.error(f"no agent wheel in {out / 'dist'}; run ./build.sh wheel")
         a.wheel = wheels[-1]
     return Context(
-        wheel=Path(a.wheel).resolve(), out=Path(a.out).resolve(),
-        cache=Path(a.cache).resolve(), name=a.name, release=a.release,
-        extra_modules=_words(a.extra_modules), extra_packages=_words(a.extra_packages),
-        extra_python=_words(a.extra_python), ssh_keys=_keys(a.ssh_key),
-        password_hash=a.password_hash,
+        wheel=Path(a.wheel).resolve(), out=c.output,
+        cache=Path(a.cache).resolve(), name=c.name, release=c.release, arch=c.arch,
+        extra_modules=c.extra_modules, extra_packages=_words(a.extra_packages),
+        extra_python=_words(a.extra_python), ssh_keys=c.ssh_keys,
+        password_hash=c.password_hash,
         ca_bundle=Path(a.ca_bundle).resolve() if a.ca_bundle else None,
-        compression=a.compression, pip_python=a.pip_python, refresh=a.refresh)
+        compression=a.compression, pip_python=a.pip_python,
+        refresh=a.refresh or c.rebuild, rebuild=c.rebuild, common=c)
 
 
 def main(argv: list[str]) -> int:

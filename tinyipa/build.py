@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildlib import programs
+from buildlib import options, outputs, programs
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log, run
@@ -43,6 +43,7 @@ class Context:
     cache: Path
     name: str = "tinyipa"
     release: str = "bookworm"
+    arch: str = "x86_64"
     extra_modules: list[str] = field(default_factory=list)
     extra_packages: list[str] = field(default_factory=list)
     extra_python: list[str] = field(default_factory=list)
@@ -52,6 +53,8 @@ class Context:
     compression: str = "zstd"
     pip_python: str = sys.executable
     refresh: bool = False
+    rebuild: bool = False
+    common: options.Common | None = None
     config: dict[str, Any] = field(default_factory=dict)
     # filled in while building
     log: Log = field(init=False)
@@ -84,6 +87,11 @@ def build(ctx: Context) -> None:
     compile_python(ctx)
     make_initramfs(ctx)
     write_manifest(ctx)
+    if ctx.common is not None and ctx.common.ironic_layout:
+        with ctx.log.step("ironic layout") as notes:
+            written = outputs.ironic_layout(ctx.out, ctx.name, ctx.common.ironic_flavor,
+                                            ctx.common.ironic_branch)
+            notes.append(str(written[-1]))
     ctx.log.say(f"tinyipa: done in {ctx.log.elapsed():.0f}s: {ctx.out}/{ctx.name}.kernel, "
                 f"{ctx.out}/{ctx.name}.initramfs")
 
@@ -484,7 +492,7 @@ def make_initramfs(ctx: Context) -> None:
                 argv = compressor(ctx.compression, name)
                 key = hashlib.sha256(data + " ".join(argv).encode()).hexdigest()
                 blob = store / f"{key}.{ctx.compression}"
-                if blob.exists():
+                if blob.exists() and not ctx.rebuild:
                     reused.append(name)
                     blob.touch()  # recently used: kept by the clean-up below
                 else:
@@ -507,16 +515,15 @@ def make_initramfs(ctx: Context) -> None:
                      + (f"; reused {'/'.join(reused)}" if reused else "") + ")")
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+sha256 = outputs.sha256
 
 
 def write_manifest(ctx: Context) -> None:
     """A sorted, line-based manifest, so two builds diff cleanly."""
     with ctx.log.step("manifest") as notes:
         lines = [f"kernel {ctx.kernel_version}"]
-        lines += [f"input release {ctx.release}", f"input compression {ctx.compression}",
+        lines += outputs.common_inputs("tinyipa", ctx.name, ctx.release, ctx.arch)
+        lines += [f"input compression {ctx.compression}",
                   f"input wheel {ctx.wheel.name} sha256:{sha256(ctx.wheel)}",
                   f"input tinyipa.toml sha256:{sha256(HERE / 'tinyipa.toml')}",
                   f"input image-programs.toml sha256:{sha256(programs.LIST)}",
@@ -531,16 +538,5 @@ def write_manifest(ctx: Context) -> None:
         lines += sorted(f"deb {p.name} {p.version}" for p in ctx.root.used)
         lines += sorted(f"python {n} {v}" for n, v in ctx.dists.items())
         lines += stub.manifest_lines(ctx)
-        (ctx.out / f"{ctx.name}.manifest").write_text("\n".join(lines) + "\n")
-        # One sha256sums per directory: builds under other --name values keep
-        # their lines (and lose those of files no longer there).
-        ours = (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")
-        sumfile = ctx.out / "sha256sums"
-        old = sumfile.read_text().splitlines() if sumfile.exists() else []
-        kept = [line for line in old if "  " in line
-                and line.split("  ", 1)[1] not in ours
-                and (ctx.out / line.split("  ", 1)[1]).exists()]
-        sums = sorted(kept + [f"{sha256(ctx.out / f)}  {f}" for f in ours],
-                      key=lambda line: line.split("  ", 1)[1])
-        sumfile.write_text("\n".join(sums) + "\n")
+        outputs.publish(ctx.out, ctx.name, lines)
         notes.append(f"{len(ctx.root.used)} Debian packages, {len(ctx.dists)} Python dists")

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The builders' shared vocabulary and outputs (buildlib/options.py, outputs.py)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from buildlib import options, outputs
+
+
+def parse(argv: list[str], target: str = "tinyipa") -> options.Common:
+    p = argparse.ArgumentParser(prog=f"build.sh {target}")
+    options.add_common(p, target, target)
+    return options.common(p, p.parse_args(argv), target)
+
+
+def test_common_flags_and_their_old_spellings(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# mine\nssh-ed25519 AAAA a@b\n")
+    c = parse(["--suite", "trixie", "--arch", "amd64", "--name", "x", "--ssh-key", str(keys),
+               "--ssh-key", "ssh-rsa BBBB c@d", "--password-hash", "$6$s$h",
+               "--extra-modules", "bonding,mlx4_en", "--extra-modules", "igbvf",
+               "--force", "--out", str(tmp_path / "o"), "--ironic-layout"])
+    assert (c.release, c.arch, c.name) == ("trixie", "x86_64", "x")
+    assert c.ssh_keys == ["ssh-ed25519 AAAA a@b", "ssh-rsa BBBB c@d"]
+    assert c.extra_modules == ["bonding", "mlx4_en", "igbvf"]
+    assert c.rebuild and c.ironic_layout and c.output == (tmp_path / "o").resolve()
+    assert (c.ironic_flavor, c.ironic_branch) == ("tinyipa", "master")
+
+
+def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEAN_IPA_RELEASE", "trixie")
+    monkeypatch.setenv("LEAN_IPA_EXTRA_MODULES", "bonding")
+    monkeypatch.setenv("LEAN_IPA_REBUILD", "1")
+    c = parse([], "coreos")
+    assert (c.release, c.extra_modules, c.rebuild) == ("trixie", ["bonding"], True)
+    assert parse(["--release", "bookworm"], "coreos").release == "bookworm"  # flags win
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--arch", "arm64"], "--arch arm64: only x86_64 images can be built for now"),
+    (["--name", "../x"], "--name '../x': a plain file name is needed"),
+    (["--password-hash", "hunter2"], "--password-hash: a crypt(3) hash is needed"),
+    (["--ironic-flavor", "a/b"], "--ironic-flavor 'a/b': a plain name is needed"),
+])
+def test_bad_values_name_the_flag(argv: list[str], said: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(argv)
+    assert said in capsys.readouterr().err
+
+
+def test_publish_keeps_other_names_sums(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.kernel").write_bytes(name.encode())
+        (tmp_path / f"{name}.initramfs").write_bytes(name.encode() * 2)
+        outputs.publish(tmp_path, name, outputs.common_inputs("dib", name, "bookworm",
+                                                               "x86_64"))
+    assert (tmp_path / "b.manifest").read_text().splitlines()[:2] == [
+        "input builder dib", "input name b"]
+    check = subprocess.run(["sha256sum", "-c", "sha256sums"], cwd=tmp_path,
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 4, check.stdout
+
+
+def test_ironic_layout_is_what_the_downloaders_expect(tmp_path: Path) -> None:
+    (tmp_path / "img.kernel").write_bytes(b"K" * 100)
+    (tmp_path / "img.initramfs").write_bytes(b"I" * 200)
+    outputs.ironic_layout(tmp_path, "img", "tinyipa", "stable/2025.1")
+    ironic = tmp_path / "ironic"
+    # Metal3's ironic-ipa-downloader: the tarball holds <base>.kernel/.initramfs.
+    tarball = ironic / "ipa-tinyipa-stable-2025.1.tar.gz"
+    with tarfile.open(tarball) as tar:
+        assert sorted(tar.getnames()) == ["ipa-tinyipa-stable-2025.1.initramfs",
+                                          "ipa-tinyipa-stable-2025.1.kernel"]
+        member = tar.extractfile("ipa-tinyipa-stable-2025.1.kernel")
+        assert member is not None and member.read() == b"K" * 100
+    for rel in ("ipa-tinyipa-stable-2025.1.tar.gz", "ironic-python-agent.kernel",
+                "ironic-python-agent.initramfs", "files/ipa-tinyipa-stable-2025.1.kernel",
+                "files/ipa-tinyipa-stable-2025.1.initramfs"):
+        path = ironic / rel
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert (path.parent / (path.name + ".sha256")).read_text() == f"{digest}  {path.name}\n"
+    assert (ironic / "ironic-python-agent.initramfs").read_bytes() == b"I" * 200

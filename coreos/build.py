@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buildlib import host, programs
+from buildlib import host, modules, options, outputs, programs
 from coreos import container, kernel, units
 from coreos.runner import BuildError, Runner
 
@@ -81,10 +81,11 @@ class Context:
     sources: Path = SOURCES
     engine: str = "auto"
     host_config: Path | None = None
-    authorized_keys: Path | None = None
+    ssh_keys: list[str] = field(default_factory=list)
     host_kernel: Path | None = None
     host_initrd: Path | None = None
     rebuild: bool = False
+    common: options.Common | None = None
     runner: Runner = field(init=False)
     wheel: Path = field(init=False)
     wheels: Path = field(init=False)
@@ -122,6 +123,9 @@ def build_stages(ctx: Context) -> None:
     make_container_image(ctx)
     if outputs_current(ctx):
         ctx.runner.say(f"{ctx.name}: outputs up to date")
+        if ctx.common is not None and ctx.common.ironic_layout:
+            c = ctx.common
+            outputs.ironic_layout(ctx.out, ctx.name, c.ironic_flavor, c.ironic_branch)
         return
     if ctx.host_initrd is None:
         make_host_rootfs(ctx)
@@ -149,9 +153,7 @@ def digest(*parts: str | bytes | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+sha256 = outputs.sha256
 
 
 def read_list(path: Path) -> list[str]:
@@ -294,7 +296,8 @@ def outputs_current(ctx: Context) -> bool:
     host = ("host-initrd", sha256(ctx.host_initrd)) if ctx.host_initrd else ("host", "built")
     ctx.keys["outputs"] = digest(
         ctx.keys["container"], *host, *(units.RENDERED), repr(sorted(ctx.config.items())),
-        ctx.authorized_keys if ctx.authorized_keys else "",
+        "\n".join(ctx.ssh_keys), ctx.common.password_hash or "" if ctx.common else "",
+        " ".join(ctx.common.extra_modules) if ctx.common else "", modules.LIST,
         *(p for p in sorted(HERE.glob("*.py"))), *(sorted((HERE / "units").iterdir())),
         HERE / "packages-host.txt")
     manifest = ctx.out / f"{ctx.name}.manifest"
@@ -371,8 +374,8 @@ def install_oem(ctx: Context, root: Path) -> None:
     (oem / "host-config.yaml").write_text(
         "# The host configuration this image was built with (see coreos/host-config.yaml).\n"
         + units.yaml.safe_dump(ctx.config, sort_keys=False))
-    if ctx.authorized_keys is not None:
-        shutil.copyfile(ctx.authorized_keys, oem / "authorized_keys")
+    if ctx.ssh_keys:
+        (oem / "authorized_keys").write_text("\n".join(ctx.ssh_keys) + "\n")
         (oem / "authorized_keys").chmod(0o644)
     for path, text in units.render_units(ctx.config).items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -425,11 +428,24 @@ def make_host_initramfs(ctx: Context) -> None:
             ctx.runner.run(["tar", "-x", "-p", "--numeric-owner", "-f", ctx.host_rootfs,
                             "-C", root])
             configure_host(root)
-            version = kernel.install_kernel(ctx.runner, ctx.kernel_deb, root,
-                                            ctx.out / f"{ctx.name}.kernel")
+            version = kernel.install_kernel(
+                ctx.runner, ctx.kernel_deb, root, ctx.out / f"{ctx.name}.kernel",
+                ctx.common.extra_modules if ctx.common else ())
+            if ctx.common is not None and ctx.common.password_hash:
+                set_root_password(root, ctx.common.password_hash)
             ctx.keys["kernel-version"] = version
             install_oem(ctx, root)
             make_cpio(ctx, root, ctx.out / f"{ctx.name}.initramfs", compress=True)
+
+
+def set_root_password(root: Path, password_hash: str) -> None:
+    """root's console login on the host (--password-hash); off (``*``) otherwise."""
+    shadow = root / "etc/shadow"
+    lines = shadow.read_text().splitlines()
+    lines = [f"root:{password_hash}:" + line.split(":", 2)[2] if line.startswith("root:")
+             else line for line in lines]
+    shadow.write_text("\n".join(lines) + "\n")
+    shadow.chmod(0o640)
 
 
 def append_oem_archive(ctx: Context) -> None:
@@ -457,8 +473,13 @@ def append_oem_archive(ctx: Context) -> None:
 def write_manifest(ctx: Context) -> None:
     """A sorted, line-based manifest (diffs cleanly) and sha256sums."""
     with ctx.runner.stage("manifest"):
-        lines = [f"input key {ctx.keys['outputs']}", f"input suite {ctx.suite}",
-                 f"input wheel {ctx.wheel.name}"]
+        c = ctx.common
+        lines = outputs.common_inputs("coreos", ctx.name, ctx.suite, c.arch if c else "x86_64")
+        lines += [f"input key {ctx.keys['outputs']}", f"input suite {ctx.suite}",
+                  f"input wheel {ctx.wheel.name}"]
+        lines += [f"input extra-module {m}" for m in (c.extra_modules if c else [])]
+        lines += [f"input ssh-keys {len(ctx.ssh_keys)}",
+                  f"input password {'set' if c and c.password_hash else 'none'}"]
         lines += [f"cache {name} {value}" for name, value in sorted(ctx.keys.items())
                   if name != "outputs"]
         if ctx.host_initrd is not None:
@@ -467,10 +488,9 @@ def write_manifest(ctx: Context) -> None:
             lines.append(f"host kernel-package {ctx.kernel_deb.name}")
         lines.append(f"container image {ctx.container_image.stat().st_size} bytes")
         lines += sorted(f"python {p.name}" for p in ctx.wheels.glob("*.whl"))
-        (ctx.out / f"{ctx.name}.manifest").write_text("\n".join(lines) + "\n")
-        sums = [f"{sha256(ctx.out / f)}  {f}"
-                for f in (f"{ctx.name}.kernel", f"{ctx.name}.initramfs")]
-        (ctx.out / "sha256sums").write_text("\n".join(sums) + "\n")
+        outputs.publish(ctx.out, ctx.name, lines)
+        if c is not None and c.ironic_layout:
+            outputs.ironic_layout(ctx.out, ctx.name, c.ironic_flavor, c.ironic_branch)
         for suffix in ("kernel", "initramfs"):
             size = (ctx.out / f"{ctx.name}.{suffix}").stat().st_size
             ctx.runner.say(f"{ctx.name}.{suffix}: {size / 1e6:.1f} MB")
@@ -483,38 +503,41 @@ def parse_args(argv: list[str]) -> Context:
     parser = argparse.ArgumentParser(
         prog="build.sh coreos",
         description="The agent container run by systemd-nspawn on a systemd host image.")
-    parser.add_argument("--name", default="lean-ipa-coreos",
-                        help="base name of the outputs (default: %(default)s)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(os.environ.get("OUT", TOP / "out")) / "coreos")
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("CACHE", TOP / ".cache")))
-    parser.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
+    options.add_common(parser, "coreos", "lean-ipa-coreos")
+    parser.add_argument("--cache", type=Path, default=options.cache_dir())
     parser.add_argument("--sources", type=Path, default=SOURCES,
                         help="apt sources file for mmdebstrap (default: %(default)s)")
-    parser.add_argument("--engine", default="auto",
+    parser.add_argument("--engine", default=options.env("ENGINE", "auto"),
                         choices=("auto", "buildah", "podman", "docker"),
-                        help="container build tool (auto: buildah, podman, docker)")
+                        help="container build tool (auto: the first of buildah, podman, "
+                             "docker that works; buildah is installed when none does)")
     parser.add_argument("--host-config", type=Path,
                         help="YAML merged over coreos/host-config.yaml")
     parser.add_argument("--authorized-keys", type=Path,
-                        help="ssh public keys for the host's login user (OEM authorized_keys)")
+                        help="file of ssh public keys for the host's login (OEM "
+                             "authorized_keys; --ssh-key adds keys too)")
     parser.add_argument("--host-kernel", type=Path,
                         help="kernel of a systemd PXE host to use instead of ours")
     parser.add_argument("--host-initrd", type=Path,
                         help="initrd of that host; the OEM content is appended as a cpio")
-    parser.add_argument("--rebuild", action="store_true", help="ignore the caches")
     args = parser.parse_args(argv)
+    common = options.common(parser, args, "coreos")
     if (args.host_kernel is None) != (args.host_initrd is None):
         parser.error("--host-kernel and --host-initrd go together")
     for path in (args.host_config, args.authorized_keys, args.host_kernel, args.host_initrd):
         if path is not None and not path.is_file():
             parser.error(f"{path}: no such file")
-    return Context(name=args.name, out=args.out.resolve(), cache=args.cache.resolve(),
-                   suite=args.suite, sources=args.sources, engine=args.engine,
-                   host_config=args.host_config, authorized_keys=args.authorized_keys,
+    if args.host_initrd is not None and (common.password_hash or common.extra_modules):
+        parser.error("--password-hash and --extra-modules apply to our host image, "
+                     "not to one given with --host-initrd")
+    keys = list(common.ssh_keys)
+    if args.authorized_keys is not None:
+        keys = options.ssh_keys([str(args.authorized_keys)]) + keys
+    return Context(name=common.name, out=common.output, cache=args.cache.resolve(),
+                   suite=common.release, sources=args.sources, engine=args.engine,
+                   host_config=args.host_config, ssh_keys=keys,
                    host_kernel=args.host_kernel, host_initrd=args.host_initrd,
-                   rebuild=args.rebuild)
+                   rebuild=common.rebuild, common=common)
 
 
 def main(argv: list[str]) -> int:

@@ -14,67 +14,15 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from buildlib import modules
 from coreos.runner import BuildError, Runner
 
-# Prefixes (relative to lib/modules/<version>/) of the modules the host keeps.
-# Storage and network drivers for real servers, the filesystems the agent and the
-# container mount need, IPMI, and the libraries they pull in.
-MODULE_PREFIXES: tuple[str, ...] = (
-    "kernel/arch/x86/crypto/",
-    "kernel/block/",
-    "kernel/crypto/",
-    "kernel/drivers/acpi/",
-    "kernel/drivers/ata/",
-    "kernel/drivers/block/",
-    "kernel/drivers/cdrom/",
-    "kernel/drivers/char/ipmi/",
-    "kernel/drivers/char/hw_random/",
-    "kernel/drivers/dca/",
-    "kernel/drivers/firmware/",
-    "kernel/drivers/hid/",
-    "kernel/drivers/input/keyboard/",
-    "kernel/drivers/md/",
-    "kernel/drivers/message/",
-    "kernel/drivers/mmc/",
-    "kernel/drivers/net/bonding/",
-    "kernel/drivers/net/ethernet/",
-    "kernel/drivers/net/mdio",
-    "kernel/drivers/net/net_failover.ko",
-    "kernel/drivers/net/pcs/",
-    "kernel/drivers/net/phy/",
-    "kernel/drivers/net/virtio_net.ko",
-    "kernel/drivers/nvme/",
-    "kernel/drivers/pci/",
-    "kernel/drivers/ptp/",
-    "kernel/drivers/scsi/",
-    "kernel/drivers/usb/",
-    "kernel/drivers/virtio/",
-    "kernel/fs/efivarfs/",
-    "kernel/fs/ext4/",
-    "kernel/fs/fat/",
-    "kernel/fs/isofs/",
-    "kernel/fs/jbd2/",
-    "kernel/fs/mbcache.ko",
-    "kernel/fs/nls/",
-    "kernel/fs/overlayfs/",
-    "kernel/fs/squashfs/",
-    "kernel/fs/xfs/",
-    "kernel/lib/",
-    "kernel/net/8021q/",
-    "kernel/net/802/",
-    "kernel/net/llc/",
-    "kernel/net/packet/",
-)
-
-# Big trees under the prefixes above that a deploy ramdisk never uses.
-MODULE_EXCLUDES: tuple[str, ...] = (
-    "kernel/drivers/usb/gadget/",
-    "kernel/drivers/usb/serial/",
-    "kernel/drivers/usb/misc/",
-    "kernel/drivers/usb/typec/",
-    "kernel/drivers/scsi/fcoe/",
-    "kernel/drivers/net/ethernet/wiznet/",
-)
+# The selection is buildlib/kernel-modules.toml's: whole trees (prefixes relative to
+# lib/modules/<version>/, [coreos] keep/exclude) and every image's module names.
+_SELECTION = modules.selection()
+MODULE_PREFIXES: tuple[str, ...] = _SELECTION.coreos_keep
+MODULE_EXCLUDES: tuple[str, ...] = _SELECTION.coreos_exclude
+MODULE_NAMES: tuple[str, ...] = _SELECTION.names
 
 
 def parse_modules_dep(text: str) -> dict[str, tuple[str, ...]]:
@@ -88,11 +36,19 @@ def parse_modules_dep(text: str) -> dict[str, tuple[str, ...]]:
     return deps
 
 
+def module_name(path: str) -> str:
+    """kernel/drivers/net/bonding/bonding.ko(.zst) -> bonding (dashes as underscores)."""
+    return path.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_")
+
+
 def select_modules(deps: Mapping[str, Iterable[str]], prefixes: Iterable[str],
-                   excludes: Iterable[str] = ()) -> set[str]:
-    """Modules whose path starts with a prefix (and no exclude), plus what they need."""
+                   excludes: Iterable[str] = (), names: Iterable[str] = ()) -> set[str]:
+    """Modules whose path starts with a prefix (and no exclude), those named, plus
+    what they need."""
     prefixes, excludes = tuple(prefixes), tuple(excludes)
-    wanted = {m for m in deps if m.startswith(prefixes) and not m.startswith(excludes)}
+    named = {n.replace("-", "_") for n in names}
+    wanted = {m for m in deps if (m.startswith(prefixes) and not m.startswith(excludes))
+              or module_name(m) in named}
     todo = list(wanted)
     while todo:
         for dep in deps.get(todo.pop(), ()):
@@ -102,7 +58,8 @@ def select_modules(deps: Mapping[str, Iterable[str]], prefixes: Iterable[str],
     return wanted
 
 
-def install_kernel(runner: Runner, deb: Path, root: Path, kernel_out: Path) -> str:
+def install_kernel(runner: Runner, deb: Path, root: Path, kernel_out: Path,
+                   extra_modules: Iterable[str] = ()) -> str:
     """Unpack a linux-image .deb: vmlinuz to ``kernel_out``, pruned modules into ``root``.
 
     Returns the kernel version (the modules directory name).
@@ -120,7 +77,14 @@ def install_kernel(runner: Runner, deb: Path, root: Path, kernel_out: Path) -> s
         # The package has no indexes (its postinst makes them): make modules.dep.
         runner.run(["depmod", "--basedir", unpacked, version])
         deps = parse_modules_dep((src / "modules.dep").read_text())
-        keep = select_modules(deps, MODULE_PREFIXES, MODULE_EXCLUDES)
+        keep = select_modules(deps, MODULE_PREFIXES, MODULE_EXCLUDES,
+                              (*MODULE_NAMES, *extra_modules))
+        found = {module_name(m) for m in keep}
+        if (src / "modules.builtin").exists():
+            found |= {module_name(m) for m in (src / "modules.builtin").read_text().split()}
+        unknown = [m for m in extra_modules if m.replace("-", "_") not in found]
+        if unknown:
+            raise BuildError(f"--extra-modules: no module {', '.join(unknown)} in {deb.name}")
         for module in sorted(keep):
             (dest / module).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / module, dest / module)

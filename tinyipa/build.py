@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildlib import options, outputs, programs
+from buildlib import modules, options, outputs, programs
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log, run
@@ -152,7 +152,7 @@ def install_base(ctx: Context) -> None:
         root.add_file("/usr/lib/ssl/openssl.cnf")
         root.add_host_file(HERE / "init", "/init", 0o755)
         root.add_host_file(HERE / "udhcpc.script", "/usr/share/udhcpc/default.script", 0o755)
-        load = list(ctx.config["load"])
+        load = list(modules.selection().load)
         root.write_file("/etc/tinyipa/modules-load", "\n".join(load) + "\n")
         groups = [g.split(":") for g in GROUPS.split()]
         root.write_file("/etc/group", "".join(f"{n}:x:{i}:\n" for n, i in groups))
@@ -315,7 +315,7 @@ def install_kernel_modules(ctx: Context) -> None:
                 root.add_file(f"{base}/{meta}", libs=False)
         index = root.module_index(kver)
         added: list[str] = []
-        for name in list(ctx.config["modules"]) + ctx.extra_modules:
+        for name in list(modules.selection().names) + ctx.extra_modules:
             added += root.add_module(name, kver, index, builtin)
         order = root.dest(f"{base}/modules.order")
         if order.exists():  # the kernel's full list (~160 KB): only what is here
@@ -527,6 +527,7 @@ def write_manifest(ctx: Context) -> None:
                   f"input wheel {ctx.wheel.name} sha256:{sha256(ctx.wheel)}",
                   f"input tinyipa.toml sha256:{sha256(HERE / 'tinyipa.toml')}",
                   f"input image-programs.toml sha256:{sha256(programs.LIST)}",
+                  f"input kernel-modules.toml sha256:{sha256(modules.LIST)}",
                   f"input init sha256:{sha256(HERE / 'init')}"]
         lines += [f"input extra-module {m}" for m in ctx.extra_modules]
         lines += [f"input extra-package {p}" for p in ctx.extra_packages]

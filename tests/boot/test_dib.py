@@ -78,7 +78,7 @@ def test_outputs_checksums_and_manifest(dib_image: tuple[Path, Path]) -> None:
     for line in (DIB / "sha256sums").read_text().splitlines():
         digest, name = line.split()
         assert hashlib.sha256((DIB / name).read_bytes()).hexdigest() == digest
-    manifest = (DIB / "manifest").read_text().splitlines()
+    manifest = (DIB / "lean-ipa.manifest").read_text().splitlines()
     kinds = {line.split()[0] for line in manifest}
     assert {"input", "kernel", "deb", "python"} <= kinds
     assert any(line.startswith("python lean-ipa 13.0.0 ") for line in manifest)

@@ -88,3 +88,25 @@ def test_ironic_layout_is_what_the_downloaders_expect(tmp_path: Path) -> None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert (path.parent / (path.name + ".sha256")).read_text() == f"{digest}  {path.name}\n"
     assert (ironic / "ironic-python-agent.initramfs").read_bytes() == b"I" * 200
+
+
+def test_one_kernel_module_selection_for_every_builder() -> None:
+    import re
+
+    from buildlib import modules
+    from coreos import kernel
+
+    sel = modules.selection()
+    assert "virtio_net" in sel.names and set(sel.load) <= set(sel.names)
+    assert kernel.MODULE_PREFIXES == sel.coreos_keep
+    assert kernel.MODULE_NAMES == sel.names
+    # The element's default (for disk-image-create without build.sh) is the list's.
+    env = (Path(__file__).resolve().parents[2]
+           / "elements/lean-ipa-ramdisk/environment.d/10-lean-ipa-ramdisk.bash").read_text()
+    default = re.search(r"DIB_LEAN_IPA_PRUNE_MODULES-([^}]*)\}", env)
+    assert default is not None and tuple(default.group(1).split()) == sel.dib_prune
+    # coreos keeps the named modules even outside its trees.
+    deps = {"kernel/drivers/net/bonding/bonding.ko": (),
+            "kernel/sound/core/snd.ko": (), "kernel/drivers/net/virtio_net.ko": ()}
+    kept = kernel.select_modules(deps, ("kernel/drivers/net/virtio",), (), ["bonding"])
+    assert kept == {"kernel/drivers/net/bonding/bonding.ko", "kernel/drivers/net/virtio_net.ko"}

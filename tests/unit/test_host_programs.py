@@ -169,3 +169,13 @@ def test_build_sh_targets_use_the_list() -> None:
     for target in re.findall(r"^\s+need_host (\w+)", text, re.M):
         host.needs([target])
     assert "apt-get -o" not in text and "need_apt" not in text  # one installer: host.py
+
+
+def test_iso_tool_names_the_packages_the_list_installs() -> None:
+    sys.path.insert(0, str(TOP / "iso"))
+    from isoimage import hosttools
+
+    need = host.needs(["iso"])
+    for name, item in hosttools.PROGRAMS.items():
+        assert need.programs.get(name) == item.package, name
+    assert {item.package for item in hosttools.FILES.values()} <= need.packages

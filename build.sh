@@ -18,8 +18,22 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 # targets run (buildlib/host-programs.toml); as root with apt the missing ones
 # are installed, otherwise the apt-get command is printed and the build stops.
 need_host() {
-    command -v "$PYTHON" >/dev/null || die "$PYTHON not found; run: sudo apt-get install python3"
+    need_python
     "$PYTHON" "$TOP/buildlib/host.py" install "$@" || exit 1
+}
+
+# need_python: the one host package the installer itself needs (a minimal
+# Debian has no python3).
+need_python() {
+    command -v "$PYTHON" >/dev/null && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        say "installing host packages: python3"
+        apt-get -o DPkg::Lock::Timeout=900 update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+            --no-install-recommends python3 >&2
+    else
+        die "$PYTHON not found; run: sudo apt-get install python3"
+    fi
 }
 
 # make_venv DIR ARGS...: a venv at DIR with `pip install ARGS` done once per change of ARGS.
@@ -44,8 +58,8 @@ cmd_wheel() {
     ls "$OUT"/dist/*.whl
 }
 
-cmd_tinyipa() { exec "$TOP/tinyipa/build-tinyipa" "$@"; }
-cmd_coreos() { exec "$TOP/coreos/build-coreos" "$@"; }
+cmd_tinyipa() { need_python; exec "$TOP/tinyipa/build-tinyipa" "$@"; }
+cmd_coreos() { need_python; exec "$TOP/coreos/build-coreos" "$@"; }
 
 # ISO of a tinyipa image: iso/iso-image-create does the packing.
 #   ./build.sh iso [--append "ipa-api-url=... ipa-insecure=1"] [--label L] [--output DIR]
@@ -81,7 +95,7 @@ cmd_iso() {
 }
 
 # diskimage-builder ramdisk from elements/: dib/build-dib (dib/build.py).
-cmd_dib() { exec "$TOP/dib/build-dib" "$@"; }
+cmd_dib() { need_python; exec "$TOP/dib/build-dib" "$@"; }
 
 cmd_test() {
     need_host test

@@ -110,3 +110,28 @@ def test_one_kernel_module_selection_for_every_builder() -> None:
             "kernel/sound/core/snd.ko": (), "kernel/drivers/net/virtio_net.ko": ()}
     kept = kernel.select_modules(deps, ("kernel/drivers/net/virtio",), (), ["bonding"])
     assert kept == {"kernel/drivers/net/bonding/bonding.ko", "kernel/drivers/net/virtio_net.ko"}
+
+
+def test_dib_and_coreos_take_the_vocabulary_and_their_old_spellings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreos import build as coreos_build
+    from dib import build as dib_build
+
+    monkeypatch.setenv("LEAN_IPA_MODULES", "igbvf")
+    ctx = dib_build.parse_args(["-o", "mine", "--module", "bonding", "--extra-modules", "mlx4_en",
+                                "--force", "--login", "-p", "fio,stress-ng", "-e", "my-element"])
+    c = ctx.common
+    assert (c.name, c.rebuild, c.output.name) == ("mine", True, "dib")
+    assert c.extra_modules == ["bonding", "mlx4_en", "igbvf"]
+    assert ctx.packages == ["fio", "stress-ng"]
+    assert dib_build.element_list(ctx) == ["debian-minimal", "lean-ipa", "my-element",
+                                           "lean-ipa-login"]
+    keys = tmp_path / "keys"
+    keys.write_text("ssh-ed25519 AAAA file@key\n")
+    cctx = coreos_build.parse_args(["--suite", "trixie", "--out", str(tmp_path / "o"),
+                                    "--authorized-keys", str(keys),
+                                    "--ssh-key", "ssh-rsa BBBB flag@key"])
+    assert (cctx.suite, cctx.out) == ("trixie", (tmp_path / "o").resolve())
+    assert cctx.ssh_keys == ["ssh-ed25519 AAAA file@key", "ssh-rsa BBBB flag@key"]
+    with pytest.raises(SystemExit):
+        coreos_build.parse_args(["--arch", "arm64"])

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -127,8 +127,12 @@ class Log:
     def run(self, argv: Sequence[Arg], *, capture: bool = False,
             env: Mapping[str, str] | None = None, cwd: Path | None = None,
             stdin: IO[bytes] | Path | bytes | None = None,
-            stdout: IO[bytes] | Path | None = None) -> str:
+            stdout: IO[bytes] | Path | None = None,
+            on_line: Callable[[str], None] | None = None) -> str:
         """Run a command, its output going to the log (or returned with *capture*).
+
+        With *on_line*, stdout and stderr go to the log line by line as they come,
+        each line also handed to *on_line* (progress from a long command).
 
         *stdin* is an open file, a file to read or bytes; *stdout* an open file or
         a file to write (otherwise the output goes to the log or is returned).
@@ -136,6 +140,8 @@ class Log:
         args = [os.fspath(a) for a in argv]
         self.info("+ " + shlex.join(args))
         self.file.flush()
+        if on_line is not None:
+            return self._stream(args, env, cwd, on_line)
         in_file = open(stdin, "rb") if isinstance(stdin, Path) else None
         out_file = open(stdout, "wb") if isinstance(stdout, Path) else None
         try:
@@ -160,3 +166,20 @@ class Log:
                              f"exited with {proc.returncode}"
                              + (": " + " | ".join(t.strip() for t in tail) if tail else ""))
         return proc.stdout.decode(errors="replace") if capture and proc.stdout else ""
+
+    def _stream(self, args: list[str], env: Mapping[str, str] | None, cwd: Path | None,
+                on_line: Callable[[str], None]) -> str:
+        try:
+            proc = subprocess.Popen(args, env=_env(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, errors="replace")
+        except FileNotFoundError:
+            raise BuildError(f"{args[0]}: command not found") from None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.file.write(line)
+            on_line(line)
+        if proc.wait() != 0:
+            raise BuildError(f"{shlex.join(args[:3])}{' ...' if len(args) > 3 else ''} "
+                             f"exited with {proc.returncode}")
+        return ""

@@ -14,9 +14,7 @@ import argparse
 import hashlib
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -215,23 +213,20 @@ def disk_image_create(ctx: Context) -> None:
 
 
 def run_phases(ctx: Context, argv: list[str], env: dict[str, str]) -> None:
-    ctx.log.info("+ " + shlex.join(argv))
-    phase = "start"
+    """disk-image-create through the log, one progress line per DIB phase."""
+    phase = ["start"]
+
+    def line(text: str) -> None:
+        m = PHASE.search(text)
+        if m and m.group(2) != phase[0]:
+            phase[0] = m.group(2)
+            ctx.log.say(f"phase {phase[0]}")
+
     try:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
-    except FileNotFoundError:
-        raise BuildError(f"{argv[0]}: command not found") from None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        ctx.log.file.write(line)
-        m = PHASE.search(line)
-        if m and m.group(2) != phase:
-            phase = m.group(2)
-            ctx.log.say(f"phase {phase}")
-    if proc.wait() != 0:
-        raise BuildError(f"disk-image-create failed in phase '{phase}' "
-                         f"(exit {proc.returncode}); see {ctx.log.path}")
+        ctx.log.run(argv, env=env, on_line=line)
+    except BuildError as exc:
+        raise BuildError(f"disk-image-create failed in phase '{phase[0]}' ({exc}); "
+                         f"see {ctx.log.path}") from None
 
 
 def parse_args(argv: list[str]) -> Context:

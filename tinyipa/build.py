@@ -133,6 +133,16 @@ def unpack_packages(ctx: Context) -> None:
 # -- the base system ----------------------------------------------------------------
 
 
+GCONV = "/usr/lib/x86_64-linux-gnu/gconv"
+GCONV_MODULES = """\
+# only the code page mtools converts FAT names with by default (850)
+alias\tCP850//\tIBM850//
+alias\t850//\tIBM850//
+module\tIBM850//\tINTERNAL\tIBM850\t1
+module\tINTERNAL\tIBM850//\tIBM850\t1
+"""
+
+
 def install_base(ctx: Context) -> None:
     root = ctx.root
     with ctx.log.step("base") as notes:
@@ -150,6 +160,11 @@ def install_base(ctx: Context) -> None:
         root.add_tree("/etc/udev", libs=False)
         # openssl CLI configuration (auto-TLS certificates are made at boot)
         root.add_file("/usr/lib/ssl/openssl.cnf")
+        # mtools converts FAT short names from code page 850 through iconv: without
+        # glibc's IBM850 module every mdir/mcopy fails ("Error converting to
+        # codepage 850", then "Cannot initialize '::'"), so no ESP can be read
+        root.add_file(f"{GCONV}/IBM850.so")
+        root.write_file(f"{GCONV}/gconv-modules", GCONV_MODULES)
         root.add_host_file(HERE / "init", "/init", 0o755)
         root.add_host_file(HERE / "udhcpc.script", "/usr/share/udhcpc/default.script", 0o755)
         load = list(modules.selection().load)

@@ -136,8 +136,14 @@ def manage_uefi(device: str, esp_uuid: str | None = None) -> bool:
     try:
         loaders = find_loaders(list_esp(image), lambda p: read_esp_file(image, p))
     except run.CommandError as exc:
+        hint = ""
+        if "codepage" in exc.stderr.lower() or "code page" in exc.stderr.lower():
+            # mtools converts FAT names through iconv (code page 850 by default)
+            hint = ("; mtools cannot convert FAT names: glibc's IBM850 iconv module "
+                    "(gconv) is missing from this ramdisk")
         raise errors.CommandExecutionError(
-            f"Cannot read the EFI system partition {esp.number} of {device}: {exc}") from None
+            f"Cannot read the EFI system partition {esp.number} of {device}: {exc}{hint}"
+        ) from None
     if not loaders:
         LOG.info("No UEFI boot loaders on partition %d of %s", esp.number, device)
         return False

@@ -66,6 +66,8 @@ class GuestSpec:
     # smaller disks when it picks a root device (and retries for a while).
     disk_size: int = 8 << 30
     disk_serial: str = "lean-ipa-disk0"
+    # a raw image the disk starts as (copied sparsely, grown to disk_size)
+    disk_image: Path | None = None
     mac: str = field(default_factory=random_mac)
     forward_ports: tuple[int, ...] = (9999,)
     machine: str = "q35"
@@ -126,8 +128,11 @@ class Guest:
         return argv + list(spec.extra_args)
 
     def start(self) -> Guest:
-        with open(self.disk_path, "wb") as disk:
-            disk.truncate(self.spec.disk_size)
+        if self.spec.disk_image is not None:
+            subprocess.run(["cp", "--sparse=always", str(self.spec.disk_image),
+                            str(self.disk_path)], check=True)
+        with open(self.disk_path, "ab") as disk:
+            disk.truncate(max(self.spec.disk_size, disk.tell()))
         self.forwards = {port: free_port() for port in self.spec.forward_ports}
         self.console_path.touch()
         argv = self.argv()

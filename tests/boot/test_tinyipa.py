@@ -135,6 +135,16 @@ def test_tools_run_in_the_image(tinyipa_root: Path) -> None:
     for argv in checks:
         proc = in_image(tinyipa_root, *argv)
         assert proc.returncode == 0, f"{argv}: {proc.stderr[-500:]}"
+    # mtools reads FAT names through iconv's code page 850 (an ESP at an offset, as
+    # install_bootloader reads it; without the gconv module: "Cannot initialize")
+    esp, disk = tinyipa_root / "tmp/esp.img", tinyipa_root / "tmp/disk.img"
+    with open(esp, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkfs.vfat", str(esp)], check=True, capture_output=True)
+    subprocess.run(["mmd", "-i", str(esp), "::/EFI"], check=True)
+    disk.write_bytes(bytes(1 << 20) + esp.read_bytes())
+    proc = in_image(tinyipa_root, "mdir", "-/", "-b", "-i", "/tmp/disk.img@@1048576", "::/")
+    assert proc.returncode == 0 and "::/EFI/" in proc.stdout, proc.stderr
 
 
 # -- stub libraries (tinyipa/stub.py) -------------------------------------------------------

@@ -109,6 +109,7 @@ class Connection:
         self.waiting = True       # between requests (or before the first): evictable
         self.deadline = time.monotonic() + server.limits.read_timeout
         self.closed = False
+        self.rfile: Any = None
 
     def abort(self) -> None:
         """Wake the thread (blocked reading) by shutting the socket down under it."""
@@ -127,7 +128,11 @@ class Connection:
             LOG.exception("Unexpected error on an API connection")
         finally:
             self.server._forget(self)
+            # The buffered reader holds the descriptor open (and the WSGI environ, a
+            # reference cycle, holds the reader): close both now, not at the next GC.
             try:
+                if self.rfile is not None:
+                    self.rfile.close()
                 self.sock.close()
             except OSError:
                 pass
@@ -141,7 +146,7 @@ class Connection:
             self.sock = ctx.wrap_socket(self.sock, server_side=True,
                                         do_handshake_on_connect=False)
             self.sock.do_handshake()
-        rfile = self.sock.makefile("rb", buffering=64 * 1024)
+        rfile = self.rfile = self.sock.makefile("rb", buffering=64 * 1024)
         while not self.closed:
             self.waiting = True
             self.deadline = time.monotonic() + limits.read_timeout
@@ -317,8 +322,10 @@ class APIServer:
         self.ssl_context = ssl_context
         self.limits = limits
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # "::" serves IPv4 too (as werkzeug's server did): create_server would set V6ONLY.
+        dualstack = family == socket.AF_INET6 and host == "::" and socket.has_dualstack_ipv6()
         self.socket = socket.create_server((host, port), family=family, backlog=128,
-                                           reuse_port=False)
+                                           dualstack_ipv6=dualstack)
         self.socket.setblocking(False)
         self.server_address = self.socket.getsockname()
         self.server_port = int(self.server_address[1])

@@ -97,6 +97,19 @@ class RecordedError(errors.RESTError):
         return self.wire
 
 
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget the frames (and so the locals) *exc* and its chained exceptions hold."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        todo.extend((current.__cause__, current.__context__))
+
+
 class BaseCommandResult:
     """One entry of the command history. Only ``serializable_fields`` go on the wire."""
 
@@ -122,8 +135,14 @@ class BaseCommandResult:
         if not self.is_done() or self.trimmed:
             return
         self.command_params = {}
-        if self.command_error is not None and not isinstance(self.command_error, RecordedError):
-            self.command_error = RecordedError(shrink(error_to_dict(self.command_error)))
+        err = self.command_error
+        if err is not None and not isinstance(err, RecordedError):
+            wire = error_to_dict(err)
+            small = shrink(wire)
+            if isinstance(err, errors.RESTError) and small == wire:
+                _drop_tracebacks(err)  # keeps its class for in-process callers
+            else:
+                self.command_error = RecordedError(small)
         self.command_result = shrink(self.command_result)
         self.record_bytes = len(json.dumps(self.serialize(), default=str))
         self.trimmed = True

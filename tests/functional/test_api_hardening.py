@@ -316,3 +316,53 @@ def test_the_default_listen_address_serves_ipv4_and_ipv6():
         assert requests.get(agent.url + "/v1/status", timeout=5).status_code == 200
         r = requests.get(f"http://[::1]:{agent.port}/v1/status", timeout=5)
         assert r.status_code == 200
+
+
+SERVER_SNIPPET = """
+import sys, threading
+from ironic_python_agent import server
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+# No clamp to the file limit: accept itself must run out of descriptors.
+srv = server.APIServer("127.0.0.1", 0, app, limits=server.Limits(max_connections=10000))
+print(srv.server_port, flush=True)
+srv.serve_forever()
+"""
+
+
+def test_accept_out_of_descriptors_answers_503_without_spinning():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SNIPPET], stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    held: list[socket.socket] = []
+    try:
+        port = int(proc.stdout.readline())
+        replies = []
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            held.append(s)
+        time.sleep(1)
+        stat = Path(f"/proc/{proc.pid}/stat")
+
+        def cpu() -> float:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / 100
+
+        before = cpu()
+        time.sleep(2)
+        assert cpu() - before < 0.5  # no loop spinning on a failing accept
+        for s in held:
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                replies.append(s.recv(200))
+        assert any(r.startswith(b"HTTP/1.1 503") for r in replies)
+        assert proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        proc.terminate()
+        proc.wait(10)

@@ -17,7 +17,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from ironic_python_agent import config, errors, ironic, jsonhttp, net, tls
+from ironic_python_agent import config, errors, ironic, jsonhttp, memory, net, tls
 from ironic_python_agent.extensions import base
 
 LOG = logging.getLogger(__name__)
@@ -68,9 +68,10 @@ class Agent(base.ExecuteCommandMixin):
         return self._token
 
     def token_required(self) -> bool:
-        # Standalone without a configured token is the one unauthenticated mode
-        # (debugging on a bench); everything Ironic drives needs the token.
-        return not (self.conf.standalone and not self.conf.agent_token)
+        # Standalone without a token is unauthenticated only when the operator said so
+        # (allow_unauthenticated_standalone, logged at start); otherwise it fails closed.
+        return not (self.conf.standalone and not self.conf.agent_token
+                    and self.conf.allow_unauthenticated_standalone)
 
     def get_node_uuid(self) -> str:
         if not self.node or "uuid" not in self.node:
@@ -292,28 +293,28 @@ class Agent(base.ExecuteCommandMixin):
         return None, protocol
 
     def _start_server(self, ssl_context: Any) -> None:
-        from werkzeug.serving import make_server
-
+        from ironic_python_agent import server
         from ironic_python_agent.api import Application
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         host, port = self.conf.listen_host, self.conf.listen_port
+        limits = server.Limits.for_process(self.conf.api_max_connections,
+                                           self.conf.api_read_timeout)
+        app = Application(self, trusted_proxies=self.conf.api_trusted_proxies)
         try:
-            self._server = make_server(host, port, Application(self), threaded=True,
-                                       ssl_context=ssl_context)
+            self._server = server.APIServer(host, port, app, ssl_context, limits)
         except OSError as exc:
             if host != "::":
                 raise
             LOG.info("Cannot listen on [::]:%s (%s); using 0.0.0.0", port, exc)
-            self._server = make_server("0.0.0.0", port, Application(self), threaded=True,
-                                       ssl_context=ssl_context)
-        self._server.daemon_threads = True
+            self._server = server.APIServer("0.0.0.0", port, app, ssl_context, limits)
         thread = threading.Thread(target=self._server.serve_forever, name="agent-api",
-                                  kwargs={"poll_interval": 0.2}, daemon=True)
+                                  daemon=True)
         thread.start()
         self._threads.append(thread)
-        LOG.info("Serving the agent API on %s:%s%s", host, self._server.server_port,
-                 " over TLS" if ssl_context else "")
+        LOG.info("Serving the agent API on %s:%s%s (at most %d connections, %.0f s "
+                 "read timeout)", host, self._server.server_port,
+                 " over TLS" if ssl_context else "", limits.max_connections,
+                 limits.read_timeout)
 
     # --- heartbeats ------------------------------------------------------------
 
@@ -361,6 +362,7 @@ class Agent(base.ExecuteCommandMixin):
     def run(self) -> None:
         """Run until stopped (signal, rescue, lockdown). Raises on fatal errors."""
         self.started_at = time.time()
+        memory.return_freed_memory()
         try:
             from ironic_python_agent import hardware
 
@@ -378,6 +380,16 @@ class Agent(base.ExecuteCommandMixin):
 
         node_uuid = None
         standalone = self.conf.standalone
+        if standalone and not self.conf.agent_token:
+            if self.conf.allow_unauthenticated_standalone:
+                LOG.warning("UNAUTHENTICATED: standalone without agent_token and "
+                            "allow_unauthenticated_standalone=True: anyone who reaches "
+                            "%s:%s can erase disks and write images",
+                            self.conf.listen_host, self.conf.listen_port)
+            else:
+                LOG.error("Standalone without agent_token: every command is refused "
+                          "(401). Set agent_token (ipa-agent-token), or "
+                          "allow_unauthenticated_standalone=True on a closed bench.")
         if not standalone:
             net.wait_for_macs(timeout=60, bootif=self.params.get("BOOTIF"))
             node_uuid = self._run_inspection()

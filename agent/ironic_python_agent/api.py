@@ -8,17 +8,19 @@ nothing ever answers with a traceback.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import time
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
-from ironic_python_agent import __version__, errors
+from ironic_python_agent import __version__, errors, jsonbody
 from ironic_python_agent.extensions.base import BaseCommandResult
 
 LOG = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class AgentLike(Protocol):
 
     started_at: float | None
     command_body_limit: int
+    callback_url: str | None
 
     def get_token(self) -> str | None: ...
     def token_required(self) -> bool: ...
@@ -78,38 +81,85 @@ def _wait_requested(request: Request) -> bool:
     return request.args.get("wait", "").lower() == "true"
 
 
+def log_safe(text: str, limit: int = 2048) -> str:
+    """*text* with control and non-ASCII characters escaped, so it cannot forge log lines."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isascii() and text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
 def _redacted(request: Request) -> str:
     qs = "&".join(
         f"{k}=***" if k == "agent_token" else f"{k}={v}"
         for k, vs in request.args.lists() for v in vs)
-    return request.path + (f"?{qs}" if qs else "")
+    return log_safe(request.path + (f"?{qs}" if qs else ""))
+
+
+def parse_proxies(values: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``api_trusted_proxies`` entries (addresses or networks); a bad one is a ValueError."""
+    return [ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip()]
+
+
+def client_address(remote: str | None, forwarded: str | None,
+                   proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """Who sent the request: the peer, or the X-Forwarded-For client of a trusted proxy.
+
+    Walks X-Forwarded-For from the right, skipping trusted proxies; the first
+    other address is the client.
+    """
+    peer = remote or "-"
+    if not forwarded or not proxies or not _trusted(peer, proxies):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded.split(",")]):
+        if not _trusted(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage in the header: keep the peer
+    return peer
+
+
+def _trusted(address: str, proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+             ) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
 
 
 class Application:
     """The WSGI application. ``__call__`` is: match → handler → error funnel."""
 
-    def __init__(self, agent: AgentLike) -> None:
+    def __init__(self, agent: AgentLike, trusted_proxies: Sequence[str] = ()) -> None:
         self.agent = agent
+        self.proxies = parse_proxies(trusted_proxies)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         start = time.monotonic()
         request = Request(environ)
-        request.max_content_length = self.agent.command_body_limit
         response = self.dispatch(request)
-        client = (request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-                  or request.headers.get("X-Real-IP") or request.remote_addr)
-        LOG.info("%s - %s %s - %s (%.0fms)", client, request.method, _redacted(request),
-                 response.status_code, (time.monotonic() - start) * 1000)
+        client = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                                self.proxies)
+        LOG.info("%s - %s %s - %s (%.0fms)", client, log_safe(request.method, 16),
+                 _redacted(request), response.status_code, (time.monotonic() - start) * 1000)
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
-        adapter = URLS.bind_to_environ(request.environ)
+        # A fixed server name: nothing the client sends in Host comes back to it.
+        adapter = URLS.bind("agent", script_name="/", url_scheme="http",
+                            path_info=request.path, default_method=request.method,
+                            query_args=request.query_string.decode("latin-1"))
         try:
-            endpoint, values = adapter.match()
+            endpoint, values = adapter.match(method=request.method)
             return getattr(self, f"on_{endpoint}")(request, **values)
+        except RequestRedirect as exc:  # the 308 slash redirect, as a relative reference
+            parts = urllib.parse.urlsplit(exc.new_url)
+            location = parts.path + (f"?{parts.query}" if parts.query else "")
+            return Response(status=exc.code, headers={"Location": location})
         except HTTPException as exc:
-            if exc.code is not None and exc.code < 400:  # the 308 slash redirect
-                return exc.get_response(request.environ)  # type: ignore[return-value]
             return fault_response(exc.code or 500, f"{exc.code} {exc.name}: {exc.description}")
         except errors.RESTError as exc:
             return fault_response(exc.status_code, str(exc))
@@ -119,8 +169,13 @@ class Application:
 
     # --- descriptions --------------------------------------------------------
 
+    def _base_url(self) -> str:
+        # The address the agent advertises to Ironic (never the request's Host header);
+        # before it is known, links are relative.
+        return (self.agent.callback_url or "").rstrip("/")
+
     def _links(self, request: Request, path: str) -> list[dict[str, str]]:
-        return [{"href": request.host_url.rstrip("/") + path, "rel": "self"},
+        return [{"href": self._base_url() + path, "rel": "self"},
                 {"href": DOCS_URL, "rel": "describedby", "type": "text/html"}]
 
     def on_root(self, request: Request) -> Response:
@@ -133,7 +188,7 @@ class Application:
         })
 
     def on_v1(self, request: Request) -> Response:
-        host = request.host_url.rstrip("/")
+        host = self._base_url()
         return json_response({
             "id": "v1",
             "links": self._links(request, "/v1"),
@@ -173,15 +228,14 @@ class Application:
         length = request.content_length
         limit = self.agent.command_body_limit
         if length is not None and length > limit:
-            raise RequestEntityTooLarge(f"The request body is over {limit} bytes.")
+            raise RequestEntityTooLarge(f"The request body is over {limit} bytes "
+                                        "(command_body_limit).")
         try:
-            raw = request.get_data(cache=False)
-        except RequestEntityTooLarge:
-            raise RequestEntityTooLarge(f"The request body is over {limit} bytes.") from None
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"Failed to decode JSON object: {exc}") from None
+            # Parsed as it arrives: long strings go straight to their final str, so the
+            # request costs about one body of memory, not three.
+            body = jsonbody.read(request.stream, length or 0)
+        except jsonbody.BodyError as exc:
+            raise BadRequest(str(exc)) from None
         if (not isinstance(body, dict) or not isinstance(body.get("name"), str)
                 or not isinstance(body.get("params"), dict)):
             raise BadRequest("Missing or invalid name or params")
@@ -191,5 +245,7 @@ class Application:
             raise errors.InvalidCommandParamsError(str(exc)) from None
         if _wait_requested(request):
             result.join()
-        return json_response(result)
+        response = json_response(result)
+        result.trim()  # a sync result is in the answer; the history keeps the short form
+        return response
 

@@ -128,6 +128,18 @@ def _opts() -> dict[str, list[cfg.Opt]]:
             cfg.BoolOpt("enable_bios_bootloader_install", default=False),
             cfg.IntOpt("command_body_limit", default=64 * 1024 * 1024, min=1024,
                        help="Largest request body the API accepts, in bytes (lean-ipa)."),
+            cfg.IntOpt("api_max_connections", default=100, min=1,
+                       help="Open API connections held at most; above, the one idle "
+                       "longest is closed, or the new one answered 503 (lean-ipa)."),
+            cfg.FloatOpt("api_read_timeout", default=10.0, min=0.5,
+                         help="Seconds a client gets for a request head, for each read of "
+                         "a body, and idle between keep-alive requests (lean-ipa)."),
+            cfg.ListOpt("api_trusted_proxies", default=[],
+                        help="Addresses whose X-Forwarded-For names the client in the "
+                        "API log; from anyone else it is ignored (lean-ipa)."),
+            cfg.BoolOpt("allow_unauthenticated_standalone", default=False,
+                        help="Standalone without agent_token accepts commands from "
+                        "anyone (a lab bench only). Off: such an agent answers 401."),
         ],
         "mdns": [
             cfg.BoolOpt("use_mdns", default=False),

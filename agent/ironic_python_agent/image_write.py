@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ironic_python_agent import errors, image_format, run, zstd
+from ironic_python_agent import errors, image_format, paths, run, zstd
 from ironic_python_agent.checksum import Checksum
 from ironic_python_agent.image_format import Compression, ImageFormat
 
@@ -287,7 +287,7 @@ class CacheWriter:
     """The image as a file in *cache_dir*, for formats qemu-img must seek in."""
 
     def __init__(self, cache_dir: str, name: str, size_hint: int | None) -> None:
-        self.path = os.path.join(cache_dir, f"{name}.cache")
+        self.path = paths.child(cache_dir, name, ".cache")  # name is image_info.id
         self.offset = 0
         self.touched = False
         self.size_hint = size_hint

@@ -118,6 +118,16 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
             "enabled_deploy_interfaces": "direct,fake",
             "enabled_inspect_interfaces": "agent,no-inspect",
             "enabled_network_interfaces": "noop",
+            # Every other interface type only loads what fake-hardware nodes use: the
+            # defaults (ipmitool and redfish vendor interfaces, cinder storage...) need
+            # host tools and clients a fresh test machine has no reason to have.
+            "enabled_bios_interfaces": "no-bios",
+            "enabled_console_interfaces": "no-console",
+            "enabled_firmware_interfaces": "no-firmware",
+            "enabled_raid_interfaces": "agent,no-raid",
+            "enabled_rescue_interfaces": "no-rescue",
+            "enabled_storage_interfaces": "noop",
+            "enabled_vendor_interfaces": "no-vendor",
         },
         "api": {"host_ip": "127.0.0.1", "port": api_port,
                 # Heartbeats every ~5 s instead of minutes.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ class AgentProcess:
     """``ironic-python-agent --config-file <tmp>`` with [DEFAULT] options from *options*."""
 
     def __init__(self, options: dict[str, object], cmdline: str = "", args: tuple = (),
-                 name: str = "agent") -> None:
+                 name: str = "agent", nofile: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="lean-ipa-agent-"))
         conf = self.dir / "agent.conf"
         lines = ["[DEFAULT]"] + [f"{k} = {v}" for k, v in options.items()]
@@ -30,7 +31,9 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ironic_python_agent", "--config-file", str(conf),
              "--config-dir", str(self.dir), *args],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=env)
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=env,
+            preexec_fn=None if nofile is None else lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (nofile, nofile)))
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

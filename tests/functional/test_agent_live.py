@@ -126,7 +126,9 @@ def test_sigterm_stops_quickly(ironic):
 
 
 def test_standalone_serves_without_ironic(tmp_path):
-    agent = AgentProcess({**BASE, "listen_port": 0}, args=("--standalone",))
+    token = "s" * 43
+    agent = AgentProcess({**BASE, "listen_port": 0, "agent_token": token},
+                         args=("--standalone",))
     try:
         deadline = time.monotonic() + 20
         port = None
@@ -136,7 +138,8 @@ def test_standalone_serves_without_ironic(tmp_path):
                     port = int(line.rsplit(":", 1)[1].split()[0])
             time.sleep(0.1)
         assert port, agent.output()
-        r = requests.get(f"http://127.0.0.1:{port}/v1/commands/", timeout=5)
-        assert r.status_code == 200
+        url = f"http://127.0.0.1:{port}/v1/commands/"
+        assert requests.get(url, timeout=5).status_code == 401
+        assert requests.get(url, params={"agent_token": token}, timeout=5).status_code == 200
     finally:
         assert agent.stop() == 0

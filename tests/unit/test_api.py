@@ -31,23 +31,33 @@ def post(client, name, params=None, wait=None, token=TOKEN, raw=None):
     return client.post("/v1/commands/", query_string=qs, data=data)
 
 
-def test_root_and_v1(client):
-    r = client.get("/", headers={"Host": "agent:9999"})
+def test_root_and_v1(client, agent):
+    agent.callback_url = "https://192.0.2.7:9999"
+    r = client.get("/", headers={"Host": "evil.example:1"})
     body = r.json
     assert r.status_code == 200 and r.mimetype == "application/json"
     assert body["name"] == "OpenStack Ironic Python Agent API"
     assert body["default_version"]["id"] == "v1"
-    assert body["versions"][0]["links"][0] == {"href": "http://agent:9999/v1", "rel": "self"}
-    v1 = client.get("/v1/", headers={"Host": "agent:9999"}).json
-    assert v1["commands"][1] == {"href": "http://agent:9999/commands", "rel": "bookmark"}
+    # Links carry the advertised address, never the client's Host header.
+    assert body["versions"][0]["links"][0] == {"href": "https://192.0.2.7:9999/v1",
+                                               "rel": "self"}
+    v1 = client.get("/v1/", headers={"Host": "evil.example:1"}).json
+    assert v1["commands"][1] == {"href": "https://192.0.2.7:9999/commands", "rel": "bookmark"}
     assert v1["media_types"][0]["type"] == \
         "application/vnd.openstack.ironic-python-agent.v1+json"
 
 
+def test_links_are_relative_before_the_address_is_known(client):
+    assert client.get("/", headers={"Host": "evil.example"}).json[
+        "versions"][0]["links"][0]["href"] == "/v1"
+
+
 def test_trailing_slash_redirects(client):
     for path in ("/v1", "/v1/commands"):
-        r = client.get(path)
-        assert r.status_code == 308 and r.headers["Location"].endswith(path + "/")
+        r = client.get(path, headers={"Host": "evil.example"})
+        assert r.status_code == 308 and r.headers["Location"] == path + "/"
+    r = client.get("/v1/commands", query_string={"agent_token": TOKEN})
+    assert r.headers["Location"] == f"/v1/commands/?agent_token={TOKEN}"
 
 
 def test_status_needs_no_token(client, agent):
@@ -79,8 +89,15 @@ def test_no_token_yet_means_401():
     assert client.get("/v1/commands/", query_string={"agent_token": "x" * 43}).status_code == 401
 
 
-def test_standalone_without_token_is_open():
+def test_standalone_without_token_fails_closed():
     client = Client(Application(make_agent(token=None, standalone=True)))
+    assert client.get("/v1/commands/").status_code == 401
+    assert post(client, "test.echo", token=None).status_code == 401
+
+
+def test_standalone_unauthenticated_only_when_allowed():
+    client = Client(Application(make_agent(token=None, standalone=True,
+                                           allow_unauthenticated_standalone=True)))
     assert client.get("/v1/commands/").status_code == 200
 
 

@@ -14,6 +14,7 @@ import collections
 import enum
 import functools
 import importlib
+import json
 import logging
 import threading
 import uuid
@@ -32,6 +33,13 @@ BUILTIN_EXTENSIONS = {
                  "standby", "system")
 }
 ENTRY_POINT_GROUP = "ironic_python_agent.extensions"
+
+# A finished command's record keeps only its wire form; any single string or bytes
+# value longer than this is replaced by a note. The history keeps at most
+# HISTORY_COUNT records and HISTORY_BYTES of them (oldest finished ones go first).
+RECORD_VALUE_LIMIT = 64 * 1024
+HISTORY_COUNT = 100
+HISTORY_BYTES = 16 * 1024 * 1024
 
 
 class AgentCommandStatus(str, enum.Enum):
@@ -57,6 +65,51 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     return errors.CommandExecutionError(str(exc) or type(exc).__name__).serialize()
 
 
+def shrink(value: Any, limit: int = RECORD_VALUE_LIMIT) -> Any:
+    """*value* with every string or bytes value over *limit* replaced by a short note."""
+    if isinstance(value, (str, bytes, bytearray)):
+        if len(value) > limit:
+            return f"<{len(value)} {'characters' if isinstance(value, str) else 'bytes'} " \
+                   "dropped from the command record>"
+        return value
+    if isinstance(value, dict):
+        return {k: shrink(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shrink(v, limit) for v in value]
+    return value
+
+
+class RecordedError(errors.RESTError):
+    """A finished command's error as it went on the wire: no traceback, no frames."""
+
+    def __init__(self, wire: dict[str, Any]) -> None:
+        Exception.__init__(self, f"{wire.get('message')}: {wire.get('details')}")
+        self.wire = wire
+        self.details = wire.get("details")
+        self.message = str(wire.get("message"))
+        self.status_code = int(wire.get("code") or 500)
+
+    @property
+    def type(self) -> str:
+        return str(self.wire.get("type"))
+
+    def serialize(self) -> dict[str, Any]:
+        return self.wire
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget the frames (and so the locals) *exc* and its chained exceptions hold."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        todo.extend((current.__cause__, current.__context__))
+
+
 class BaseCommandResult:
     """One entry of the command history. Only ``serializable_fields`` go on the wire."""
 
@@ -70,6 +123,29 @@ class BaseCommandResult:
         self.command_status = AgentCommandStatus.RUNNING
         self.command_error: BaseException | None = None
         self.command_result: Any = None
+        self.record_bytes = 0
+        self.trimmed = False
+
+    def trim(self) -> None:
+        """Once done, keep only what ``GET /v1/commands/`` returns, large values dropped.
+
+        The parameters (a configdrive, a node), the exception with its traceback and
+        frames, and any huge result would otherwise stay for the life of the agent.
+        """
+        if not self.is_done() or self.trimmed:
+            return
+        self.command_params = {}
+        err = self.command_error
+        if err is not None and not isinstance(err, RecordedError):
+            wire = error_to_dict(err)
+            small = shrink(wire)
+            if isinstance(err, errors.RESTError) and small == wire:
+                _drop_tracebacks(err)  # keeps its class for in-process callers
+            else:
+                self.command_error = RecordedError(small)
+        self.command_result = shrink(self.command_result)
+        self.record_bytes = len(json.dumps(self.serialize(), default=str))
+        self.trimmed = True
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -146,6 +222,7 @@ class AsyncCommandResult(BaseCommandResult):
                 LOG.error("Command %s failed: %s", self.command_name, exc)
             self._finish(error=exc)
         finally:
+            self.trim()
             force = getattr(self._agent, "force_heartbeat", None)
             if force is not None:
                 force()
@@ -291,4 +368,18 @@ class ExecuteCommandMixin:
                 LOG.error("Command %s failed: %s", command_name, exc)
                 result = SyncCommandResult(command_name, kwargs, False, exc)
             self.command_results[result.id] = result
+            self._prune_history()
             return result
+
+    def _prune_history(self) -> None:
+        """Drop the oldest finished records beyond HISTORY_COUNT or HISTORY_BYTES."""
+        records = self.command_results
+        total = sum(r.record_bytes for r in records.values())
+        for key in list(records):
+            if len(records) <= HISTORY_COUNT and total <= HISTORY_BYTES:
+                return
+            record = records[key]
+            if record.is_done() and key != next(reversed(records)):
+                record.trim()
+                total -= record.record_bytes
+                del records[key]

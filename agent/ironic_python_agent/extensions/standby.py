@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum, download, errors, image_write, run
+from ironic_python_agent import checksum, download, errors, image_write, paths, run
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
 
@@ -95,6 +95,11 @@ def validate_image_info(ext: Any, image_info: Any = None, configdrive: Any = Non
         raise errors.InvalidCommandParamsError("image_info must be an object")
     if not image_info.get("id"):
         raise errors.InvalidCommandParamsError("Image is missing 'id' field.")
+    problem = paths.name_problem(str(image_info["id"]))
+    if problem is not None:
+        # It names the image's cache file: it must not name a path elsewhere.
+        raise errors.InvalidCommandParamsError(
+            f"image_info.id {str(image_info['id'])[:80]!r} {problem}")
     urls = image_info.get("urls")
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
         raise errors.InvalidCommandParamsError("Image 'urls' must be a non-empty list of URLs")

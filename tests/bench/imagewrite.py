@@ -134,13 +134,13 @@ def child_lean(url: str, dev: str, sha: str, disk_format: str) -> None:
             importlib.import_module(mod)
         except ImportError:
             pass
-    from ironic_python_agent import checksum, download, image_write
+    from ironic_python_agent import checksum, download, imagewrite
 
     opts = download.DownloadOptions(retries=2, retry_interval=1)
     with download.ImageStream("bench", [url], opts) as stream:
-        result = image_write.write_stream(
+        result = imagewrite.write_stream(
             stream, dev, checksum.Checksum("sha256", sha), name="bench",
-            policy=image_write.FormatPolicy(disk_format, None, True),
+            policy=imagewrite.FormatPolicy(disk_format, None, True),
             cache_dir="/tmp", progress_interval=3600)
     print(json.dumps({"rss_mib": round(peak_rss_mib(), 1), "seconds": result.seconds}))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from ironic_python_agent import checksum, download, errors, image_format, image_write
+from ironic_python_agent import checksum, download, errors, image_format, imagewrite
 from ironic_python_agent.image_format import Compression, ImageFormat
 
 MIB = 1 << 20
@@ -177,16 +177,16 @@ def test_proxies_from_image_info() -> None:
 
 
 def test_cache_problem() -> None:
-    assert image_write.cache_problem(100 * MIB, 1000 * MIB, 1000 * MIB, True) is None
-    assert "cache space" in (image_write.cache_problem(100 * MIB, 50 * MIB, 1 << 40, False)
+    assert imagewrite.cache_problem(100 * MIB, 1000 * MIB, 1000 * MIB, True) is None
+    assert "cache space" in (imagewrite.cache_problem(100 * MIB, 50 * MIB, 1 << 40, False)
                              or "")
-    msg = image_write.cache_problem(900 * MIB, 1000 * MIB, 1000 * MIB, True) or ""
+    msg = imagewrite.cache_problem(900 * MIB, 1000 * MIB, 1000 * MIB, True) or ""
     assert "RAM" in msg and "900 MiB" in msg
-    assert image_write.cache_problem(900 * MIB, 1000 * MIB, 10, False) is None
+    assert imagewrite.cache_problem(900 * MIB, 1000 * MIB, 10, False) is None
 
 
 def test_write_result_summary() -> None:
-    r = image_write.WriteResult("/dev/x", "raw", "none", 200 * MIB, 200 * MIB, 2.0,
+    r = imagewrite.WriteResult("/dev/x", "raw", "none", 200 * MIB, 200 * MIB, 2.0,
                                 "sha256", "00")
     assert r.mib_per_s == 100.0
     assert r.as_dict()["mib_per_s"] == 100.0

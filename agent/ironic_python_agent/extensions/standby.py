@@ -191,7 +191,7 @@ class StandbyExtension(base.BaseAgentExtension):
         return {"bytes": result.bytes_downloaded, "bytes_written": result.bytes_written,
                 "seconds": round(result.seconds, 3), "mib_per_s": round(result.mib_per_s, 1),
                 "image_format": result.image_format, "compression": result.compression,
-                "resumes": result.resumes}
+                "resumes": result.resumes, "write_method": result.method}
 
     @base.sync_command("get_partition_uuids")
     def get_partition_uuids(self) -> dict[str, Any]:

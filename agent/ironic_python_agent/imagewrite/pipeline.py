@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -22,8 +23,9 @@ from ironic_python_agent.imagewrite.buffers import (
 )
 from ironic_python_agent.imagewrite.convert import convert_image
 from ironic_python_agent.imagewrite.decoders import ProcessDecoder, ZstdDecoder, new_decoder
+from ironic_python_agent.imagewrite.qcow2 import StreamFallback
 from ironic_python_agent.imagewrite.target import FormatPolicy, Target
-from ironic_python_agent.imagewrite.writers import CacheWriter, wipe_start
+from ironic_python_agent.imagewrite.writers import CacheWriter, wipe_start, wipe_tail
 
 LOG = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class WriteResult:
     checksum_algorithm: str
     checksum: str
     resumes: int = 0
+    method: str = "stream"  # "stream" (onto the device as it arrives) or "cache" (qemu-img)
 
     @property
     def mib_per_s(self) -> float:
@@ -108,14 +111,38 @@ class Progress:
 def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
                  location: str = "", policy: FormatPolicy = FormatPolicy(),
                  cache_dir: str = "/tmp", progress_interval: float = 5.0) -> WriteResult:
-    """Download *source* onto *device*, verifying *checksum* over the downloaded bytes.
+    """Download *source* onto *device* (a disk or a partition), verifying
+    *checksum* over the downloaded bytes.
 
     Returns only once the data is on the device, synced and verified. Raises
     agent errors (``ImageDownloadError``, ``ImageChecksumError``,
     ``ImageWriteError``, ``InvalidImage``); when the device was written to
     before the failure, its first MiB is zeroed.
+
+    A qcow2 whose tables come after its data, from a server that does not
+    answer Range requests, cannot be streamed: the stream is then started
+    again (``source.rewind()``) onto the cache path, and the log says why.
     """
     started = time.monotonic()
+    try:
+        return _write_once(source, device, checksum, name, location, policy, cache_dir,
+                           progress_interval, started)
+    except StreamFallback as exc:
+        rewind = getattr(source, "rewind", None)
+        if rewind is None or not policy.streaming:
+            raise errors.ImageWriteError(device, "", "", f"cannot stream the image: {exc}"
+                                         ) from None
+        LOG.warning("Image %s cannot be streamed onto %s (%s); downloading it again into "
+                    "the cache at %s", name, device, exc, cache_dir)
+        rewind()
+        return _write_once(source, device, checksum, name, location,
+                           dataclasses.replace(policy, streaming=False), cache_dir,
+                           progress_interval, started)
+
+
+def _write_once(source: Source, device: str, checksum: Checksum, name: str, location: str,
+                policy: FormatPolicy, cache_dir: str, progress_interval: float,
+                started: float) -> WriteResult:
     opener = getattr(source, "open", None)
     if opener is not None:
         opener()  # learn the size before deciding anything; failures touch nothing
@@ -127,7 +154,8 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
     hasher = checksum.new_hasher()
     failures: list[BaseException] = []
     target = Target(device, policy, cache_dir, name,
-                    size_hint=getattr(source, "size", None))
+                    size_hint=getattr(source, "size", None),
+                    fetch=getattr(source, "read_range", None))
     decoder: Any = None
     state: dict[str, Any] = {"compression": None}
 
@@ -163,6 +191,8 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
                     if state["compression"] is None:
                         kind = image_format.detect_compression(bytes(chunk[:16]))
                         state["compression"] = kind
+                        if kind != Compression.NONE:
+                            target.fetch = None  # Range offsets are the compressed file's
                         decoder = new_decoder(kind, target.write, abort)
                     if decoder is None:
                         target.write(chunk)
@@ -214,6 +244,7 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
             cache, target.writer = target.writer, None
             converting = True
             written = convert_image(cache.path, device, target.format)
+            wipe_tail(device, written)
         else:
             written = target.writer.offset if target.writer is not None else 0
         seconds = time.monotonic() - started
@@ -222,7 +253,8 @@ def write_stream(source: Source, device: str, checksum: Checksum, *, name: str,
             compression=(state["compression"] or Compression.NONE).value,
             bytes_downloaded=downloaded, bytes_written=written, seconds=seconds,
             checksum_algorithm=checksum.algorithm, checksum=actual,
-            resumes=getattr(source, "resumes", 0))
+            resumes=getattr(source, "resumes", 0),
+            method="cache" if converting else "stream")
         LOG.info("Image %s written to %s: %s", name, device, result.summary())
         return result
     except BaseException:

@@ -49,6 +49,20 @@ def wipe_start(device: str, length: int = WIPE_BYTES) -> None:
         LOG.error("Could not wipe the start of %s: %s", device, exc)
 
 
+def wipe_tail(device: str, image_size: int, length: int = WIPE_BYTES) -> None:
+    """Zero the device's last *length* bytes past *image_size*: a stale backup
+    GPT there would outlive the new image."""
+    fd = os.open(device, os.O_WRONLY)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        start = max(image_size, size - length)
+        if start < size:
+            os.pwrite(fd, bytes(size - start), start)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class DeviceWriter:
     """Sequential writes to a block device (or file) from offset 0.
 

@@ -9,9 +9,11 @@ virtual size.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -283,3 +285,72 @@ def test_qcow2_not_permitted_or_mislabelled(server: ImageServer, disk: str, raw:
         write(url, disk, img, permitted="raw")
     with pytest.raises(errors.InvalidImage, match="disk_format says vmdk"):
         write(url, disk, img, disk_format="vmdk")
+
+
+# The agent's side of the big-image test, run in its own mount namespace
+# where /tmp is a 32 MiB tmpfs: write, then report peak RSS and the largest
+# file seen under /tmp while writing.
+BIG_CHILD = r"""
+import json, os, sys, threading, time
+import ironic_python_agent.agent, ironic_python_agent.api  # what the agent has loaded
+import ironic_python_agent.extensions.standby
+from ironic_python_agent import checksum, download, imagewrite
+url, dev, sha = sys.argv[1:4]
+largest, done = [0], threading.Event()
+def watch():
+    while not done.wait(0.1):
+        for root, _, files in os.walk("/tmp"):
+            for f in files:
+                try:
+                    largest[0] = max(largest[0], os.path.getsize(os.path.join(root, f)))
+                except OSError:
+                    pass
+threading.Thread(target=watch, daemon=True).start()
+opts = download.DownloadOptions(retries=1, retry_interval=0.1)
+with download.ImageStream("big", [url], opts) as stream:
+    r = imagewrite.write_stream(stream, dev, checksum.Checksum("sha256", sha), name="big",
+                                policy=imagewrite.FormatPolicy("qcow2", None, True),
+                                cache_dir="/tmp", progress_interval=3600)
+done.set()
+hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+tmpfs = [l.split()[2] for l in open("/proc/self/mounts") if l.split()[1] == "/tmp"]
+print(json.dumps({"rss_kib": hwm, "largest_tmp": largest[0], "method": r.method,
+                  "tmp_fs": tmpfs, "mib_per_s": r.mib_per_s}))
+"""
+
+
+def test_qcow2_larger_than_tmp_and_ram_budget(server: ImageServer, tmp_path: Path) -> None:
+    """A qcow2 file of 1.1 GiB through an agent whose /tmp is a 32 MiB tmpfs."""
+    virtual = 1100 * MIB
+    raw = tmp_path / "big.raw"
+    with open(raw, "wb") as f:
+        f.truncate(virtual)
+        for i in range(0, virtual // MIB, 5):  # one random MiB in five: ~220 MiB of data
+            f.seek(i * MIB)
+            f.write(os.urandom(MIB))
+    img = tmp_path / "big.qcow2"
+    # preallocation=full allocates every cluster: a file as large as the disk.
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "preallocation=full",
+             str(raw), str(img))
+    raw.unlink()
+    assert img.stat().st_size >= 1 << 30
+    url = server.serve("/big.qcow2", img)
+    with loop_device(tmp_path / "disk", virtual + MIB, partscan=False) as dev:
+        with open(dev, "r+b") as f:  # old data where the image has zeros
+            for i in range(0, virtual // MIB, 7):
+                f.seek(i * MIB)
+                f.write(os.urandom(MIB))
+        script = ("mount -t tmpfs -o size=32m tmpfs /tmp && exec \"$0\" -c \"$1\" \"$2\" "
+                  "\"$3\" \"$4\"")
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+             sys.executable, BIG_CHILD, url, dev, file_digest(img)],
+            capture_output=True, text=True, check=False, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["tmp_fs"] == ["tmpfs"] and report["method"] == "stream"
+        assert report["rss_kib"] <= 96 * 1024, report
+        assert report["largest_tmp"] <= MIB, report
+        # The device equals the image's guest disk (qemu-img compares them).
+        subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(img), dev],
+                       check=True, capture_output=True)

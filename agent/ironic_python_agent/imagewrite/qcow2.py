@@ -42,7 +42,7 @@ from ironic_python_agent.imagewrite.buffers import MIB
 
 LOG = logging.getLogger(__name__)
 
-HOLD_LIMIT = 24 * MIB
+HOLD_LIMIT = 16 * MIB
 MAX_L1_BYTES = 16 * MIB
 RANGE_SPAN = 8 * MIB  # Range requests for adjacent tables are merged up to this size
 _OFFSET_MASK = 0x00FFFFFFFFFFFE00
@@ -276,18 +276,23 @@ class Qcow2Reader:
     def _drop_held(self) -> None:
         self._held_starts, self._held, self._held_bytes = [], [], 0
 
-    def _from_held(self, start: int, end: int) -> bytes | None:
+    def _held_pieces(self, start: int, end: int) -> list[memoryview] | None:
+        """Views of the held bytes [start, end), or None if some are not held."""
         i = bisect.bisect_right(self._held_starts, start) - 1
-        out = bytearray()
+        out: list[memoryview] = []
         pos = start
         while 0 <= i < len(self._held) and pos < end:
             at, chunk = self._held_starts[i], self._held[i]
             if not at <= pos < at + len(chunk):
                 return None
-            out += chunk[pos - at:min(end - at, len(chunk))]
+            out.append(memoryview(chunk)[pos - at:min(end - at, len(chunk))])
             pos = at + len(chunk)
             i += 1
-        return bytes(out) if pos >= end else None
+        return out if pos >= end else None
+
+    def _from_held(self, start: int, end: int) -> bytes | None:
+        pieces = self._held_pieces(start, end)
+        return None if pieces is None else b"".join(pieces)
 
     def _missed(self, item: tuple[int, int, int, int, Any], c: int) -> None:
         """An item that starts before the stream position, learnt too late."""
@@ -296,6 +301,19 @@ class Qcow2Reader:
         if kind == _SKIP or (kind in (_L1, _L2) and start in self._parsed
                              and start not in self._fetched):
             kind, data = _SKIP, b""
+        elif kind == _RAW:  # piece by piece: this may be all the held bytes
+            pieces = self._held_pieces(start, part_end)
+            if pieces is None:
+                pieces = [memoryview(self._range(
+                    start, part_end - start, "the image's tables point back at bytes "
+                    "already passed"))]
+            at = info
+            for piece in pieces:
+                self.sink.write(at, piece)
+                at += len(piece)
+            if start + length > c:
+                self._open = [kind, start, length, info, None]
+            return
         else:
             got = self._from_held(start, part_end)
             if got is None:
@@ -303,17 +321,10 @@ class Qcow2Reader:
                                   "the image's tables point back at bytes already passed")
             data = got
         if start + length <= c:
-            if kind == _RAW:
-                self.sink.write(info, data)
-            else:
-                self._complete(kind, start, length, info, bytearray(data))
+            self._complete(kind, start, length, info, bytearray(data))
             return
-        if kind == _RAW:
-            self.sink.write(info, data)
-            self._open = [kind, start, length, info, None]
-        else:
-            self._open = [kind, start, length, info,
-                          bytearray(data) if kind in _BUFFERED else None]
+        self._open = [kind, start, length, info,
+                      bytearray(data) if kind in _BUFFERED else None]
 
     # -- Range -----------------------------------------------------------------
 

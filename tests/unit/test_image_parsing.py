@@ -187,7 +187,7 @@ def test_cache_problem() -> None:
 
 def test_write_result_summary() -> None:
     r = imagewrite.WriteResult("/dev/x", "raw", "none", 200 * MIB, 200 * MIB, 2.0,
-                                "sha256", "00")
+                               "sha256", "00")
     assert r.mib_per_s == 100.0
     assert r.as_dict()["mib_per_s"] == 100.0
     assert "MiB/s=100.0" in r.summary()

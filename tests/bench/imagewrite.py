@@ -67,10 +67,20 @@ def make_images(d: Path, size: int) -> dict[str, Path]:
     if not qcow2.exists():
         subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw),
                         str(qcow2)], check=True)
+    # Random bytes do not compress (qemu-img then stores clusters uncompressed):
+    # the compressed qcow2 is of hex text of random bytes (about 2:1), and zeros.
+    text = d / f"bench-{size // MIB}.text.raw"
+    if not text.exists() or text.stat().st_size != size:
+        tmp = text.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            block = 4 * MIB
+            f.writelines(os.urandom(block // 2).hex().encode() if i % 2 == 0 else bytes(block)
+                         for i in range(size // block))
+        tmp.rename(text)
     qcow2c = raw.with_suffix(".c.qcow2")
-    if not qcow2c.exists():
+    if not qcow2c.exists() or qcow2c.stat().st_size >= size // 2:
         tmp = qcow2c.with_suffix(".tmp")
-        subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(raw),
+        subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(text),
                         str(tmp)], check=True)
         tmp.rename(qcow2c)
     return {"raw": raw, "zst": zst, "qcow2": qcow2, "qcow2c": qcow2c}

@@ -118,6 +118,9 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
             "enabled_deploy_interfaces": "direct,fake",
             "enabled_inspect_interfaces": "agent,no-inspect",
             "enabled_network_interfaces": "noop",
+            # The default list starts with ipmitool, whose loading needs the ipmitool
+            # program; fake-hardware needs no vendor interface.
+            "enabled_vendor_interfaces": "no-vendor",
         },
         "api": {"host_ip": "127.0.0.1", "port": api_port,
                 # Heartbeats every ~5 s instead of minutes.

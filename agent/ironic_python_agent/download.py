@@ -145,8 +145,9 @@ class HTTPStatusError(Exception):
 
 
 def open_url(url: str, opts: DownloadOptions, offset: int = 0,
-             validator: str | None = None) -> http.client.HTTPResponse:
-    """GET *url* from byte *offset*, following redirects; the response is unread.
+             validator: str | None = None, end: int | None = None) -> http.client.HTTPResponse:
+    """GET *url* from byte *offset* (to byte *end*, inclusive), following
+    redirects; the response is unread.
 
     Raises :class:`HTTPStatusError` for answers other than 200/206, and
     ``OSError``/``http.client.HTTPException`` for transport failures.
@@ -156,8 +157,8 @@ def open_url(url: str, opts: DownloadOptions, offset: int = 0,
         conn, target = _connect(clean, opts)
         headers = {"Accept-Encoding": "identity", "User-Agent": "lean-ipa",
                    **auth, **opts.headers}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        if offset or end is not None:
+            headers["Range"] = f"bytes={offset}-{'' if end is None else end}"
             if validator:
                 headers["If-Range"] = validator
         try:
@@ -396,6 +397,56 @@ class ImageStream:
     def close(self) -> None:
         self._eof = True
         self._close()
+
+    def rewind(self) -> None:
+        """Start the stream again from byte 0 (a second pass over the image)."""
+        self._close()
+        self.offset = 0
+        self._eof = False
+        self._stalls = 0
+        self._last_drop = -1
+
+    def read_range(self, start: int, length: int) -> bytes | None:
+        """Bytes [start, start+length) from a second connection to the current URL,
+        or None when the server does not answer Range (or the image changed).
+
+        Used by streaming readers for metadata that comes after the data it
+        maps. The same URL and no query of our own, so a caching proxy can
+        answer from its copy.
+        """
+        if self.size is not None:
+            length = min(length, self.size - start)
+        if length <= 0:
+            return b""
+        last: Exception | None = None
+        for attempt in range(self.opts.retries + 1):
+            if attempt:
+                self.opts.sleep(self.opts.retry_interval)
+            try:
+                resp = open_url(self.url, self.opts, start, self._validator,
+                                end=start + length - 1)
+                try:
+                    got, _ = _content_range_start(resp.getheader("Content-Range"))
+                    if resp.status != 206 or got != start:
+                        LOG.info("Image %s: %s does not answer Range requests (HTTP %d)",
+                                 self.image_id, redact_url(self.url), resp.status)
+                        return None
+                    data = resp.read(length)
+                finally:
+                    resp.close()
+                if len(data) == length:
+                    return data
+                last = http.client.IncompleteRead(data, length - len(data))
+            except HTTPStatusError as exc:
+                if exc.status == 416 or 400 <= exc.status < 500:
+                    return None
+                last = exc
+            except (OSError, http.client.HTTPException) as exc:
+                last = exc
+            LOG.warning("Image %s: Range request for bytes %d-%d failed (%s)", self.image_id,
+                        start, start + length - 1, last)
+        raise errors.ImageDownloadError(self.image_id, f"Range request for bytes {start}-"
+                                        f"{start + length - 1} failed: {last}")
 
     def __enter__(self) -> Self:
         return self

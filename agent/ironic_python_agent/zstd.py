@@ -52,11 +52,22 @@ def library() -> Any | None:
     lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
     lib.ZSTD_getErrorName.restype = ctypes.c_char_p
     lib.ZSTD_getErrorName.argtypes = [ctypes.c_size_t]
+    lib.ZSTD_findFrameCompressedSize.restype = ctypes.c_size_t
+    lib.ZSTD_findFrameCompressedSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     return lib
 
 
 def available() -> bool:
     return library() is not None
+
+
+def frame_size(data: bytes | bytearray) -> int | None:
+    """The length of the zstd frame at the start of *data*, or None if it is not one."""
+    lib = library()
+    if lib is None:
+        return None
+    ret = lib.ZSTD_findFrameCompressedSize(bytes(data), len(data))
+    return None if lib.ZSTD_isError(ret) else int(ret)
 
 
 class Decompressor:
@@ -112,6 +123,12 @@ class Decompressor:
         finally:
             del src  # release the exported buffer (an mmap cannot close while viewed)
             view.release()
+
+    def reset(self) -> None:
+        """Forget the current frame (after an error, or between independent frames)."""
+        self._check(self._lib.ZSTD_initDStream(self._stream))
+        self.frame_complete = True
+        self.started = False
 
     def close(self) -> None:
         if self._stream:

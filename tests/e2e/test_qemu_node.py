@@ -14,6 +14,10 @@ automated cleaning (erase_devices_metadata) → available; deploy of a small
 whole-disk image (raw, then qcow2, from a loopback server, sha256) → active,
 with the image's bytes on the guest's disk; undeploy → cleaning → available.
 
+A second node with 512 MiB of RAM is deployed with a qcow2 whose file is
+larger than its RAM (720 MiB): only the agent's streaming qcow2 writer can do
+that (a cache copy in the ramdisk's /tmp cannot fit).
+
 Each flow's wall time from the guest's start goes to
 ``out/test-artifacts/e2e/qemu-node/times.jsonl`` (the README figures).
 """
@@ -21,8 +25,10 @@ Each flow's wall time from the guest's start goes to
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,6 +145,64 @@ def test_qemu_node_flows(media_name: str, tinyipa: tuple[Path, Path], ironic_vm:
         log = ironic_vm.service.log.read_text(errors="replace")
         assert f"callback_url': 'https://127.0.0.1:{node.host_port}'" in log
         assert f"callback_url': 'http://127.0.0.1:{node.host_port}'" not in log
+    finally:
+        record(artefacts, flows.timings)
+        node.close()
+        flows.retire()
+
+
+SMALL_GUEST_MIB = 512
+BIG_QCOW2_MIB = 720
+
+
+def make_big_qcow2(directory: Path) -> tuple[Path, str, int]:
+    """A qcow2 of BIG_QCOW2_MIB MiB of data (every cluster allocated, tables first,
+    as qemu-img convert writes them): (file, sha256 of the guest disk, its size)."""
+    raw = directory / "big.raw"
+    size = (BIG_QCOW2_MIB + 8) << 20
+    block = bytearray(hashlib.sha256(b"big").digest() * ((1 << 20) // 32))
+    with open(raw, "wb") as f:
+        for i in range(size >> 20):
+            block[:8] = i.to_bytes(8, "little")  # no two MiB alike
+            f.write(block)
+    # The agent checks the written disk has a partition table.
+    subprocess.run(["sfdisk", "--quiet", str(raw)], input="label: dos\nstart=2048, type=83\n",
+                   text=True, check=True, capture_output=True)
+    digest = hashlib.sha256()
+    with open(raw, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    image = directory / "big.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)],
+                   check=True, capture_output=True)
+    raw.unlink()
+    assert image.stat().st_size >= BIG_QCOW2_MIB << 20
+    return image, digest.hexdigest(), size
+
+
+@pytest.mark.timeout(1800)
+def test_qemu_node_deploys_qcow2_larger_than_its_ram(
+        tinyipa: tuple[Path, Path], ironic_vm: Ironic, artefacts: Path,
+        tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    image, digest, size = make_big_qcow2(served)
+    kernel, initrd = tinyipa
+    node = qemu_bmc.QemuNode("vm-bigqcow2", qemu_bmc.KernelMedia(kernel, initrd),
+                             ironic_vm.service.api_port, tmp_path, artefacts,
+                             memory_mib=SMALL_GUEST_MIB)
+    flows = qemu_bmc.NodeFlows(node, ironic_vm.service, ironic_vm.client)
+    try:
+        with qemu_bmc.ImageServer(served) as server:
+            flows.enroll()
+            flows.provide()
+            deployed = flows.deploy(server, image, "qcow2", oob_power_off=True)
+        assert deployed.node["last_error"] is None
+        h = hashlib.sha256()
+        with open(node.disk, "rb") as f:
+            for _ in range(size >> 20):
+                h.update(f.read(1 << 20))
+        assert h.hexdigest() == digest, "the disk does not hold the qcow2's guest disk"
     finally:
         record(artefacts, flows.timings)
         node.close()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ironic_python_agent import checksum, download, errors, image_write
+from ironic_python_agent import checksum, download, errors, imagewrite
 
 from tests.imageserver import Behaviour, ImageServer
 from tests.imagetools import (
@@ -73,14 +73,15 @@ def opts(**kw: object) -> download.DownloadOptions:
 
 
 def write(urls: list[str], dev: str, sha: str, tmp: Path | None = None,
-          disk_format: str | None = "raw", **kw: object) -> image_write.WriteResult:
+          disk_format: str | None = "raw", streaming: bool = True,
+          **kw: object) -> imagewrite.WriteResult:
     stream = download.ImageStream("img-1", urls, opts(**kw))
     cache = (tmp or Path("/tmp")) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    return image_write.write_stream(
+    return imagewrite.write_stream(
         stream, dev, checksum.Checksum("sha256", sha), name="img-1",
         location=download.redact_url(urls[0]),
-        policy=image_write.FormatPolicy(disk_format, None, True),
+        policy=imagewrite.FormatPolicy(disk_format, None, True, streaming),
         cache_dir=str(cache), progress_interval=0.05)
 
 
@@ -222,10 +223,13 @@ def test_truncated_compressed_stream_fails(server: ImageServer, disk: str,
 
 def test_qcow2_converted_after_verification(server: ImageServer, disk: str,
                                             images: dict[str, Path], tmp_path: Path) -> None:
+    # The cache path (streaming off): what formats without a streaming reader take.
     url = server.serve("/disk.qcow2", images["qcow2"], Behaviour(drop_at=[100_000]))
-    result = write([url], disk, file_digest(images["qcow2"]), tmp_path, disk_format="qcow2")
+    result = write([url], disk, file_digest(images["qcow2"]), tmp_path, disk_format="qcow2",
+                   streaming=False)
     assert_on_disk(disk, images["raw"])
     assert result.image_format == "qcow2" and result.bytes_written == IMAGE_SIZE
+    assert result.method == "cache"
     assert list((tmp_path / "cache").iterdir()) == []  # the cache copy is gone
 
 
@@ -234,7 +238,7 @@ def test_qcow2_checksum_mismatch_writes_nothing(server: ImageServer, disk: str,
                                                 tmp_path: Path) -> None:
     url = server.serve("/disk.qcow2", images["qcow2"])
     with pytest.raises(errors.ImageChecksumError):
-        write([url], disk, "1" * 64, tmp_path, disk_format="qcow2")
+        write([url], disk, "1" * 64, tmp_path, disk_format="qcow2", streaming=False)
     assert read_device(disk, MIB) == b"\xee" * MIB
     assert list((tmp_path / "cache").iterdir()) == []
 
@@ -267,14 +271,14 @@ def test_qcow2_cache_too_big_for_ram_is_a_clear_error(server: ImageServer, disk:
                                                       images: dict[str, Path]) -> None:
     # /dev/shm is tmpfs; pretend the RAM reserve is larger than the machine.
     url = server.serve("/disk.qcow2", images["qcow2"])
-    old = image_write.CACHE_RAM_RESERVE
-    image_write.CACHE_RAM_RESERVE = 1 << 50
+    old = imagewrite.writers.CACHE_RAM_RESERVE
+    imagewrite.writers.CACHE_RAM_RESERVE = 1 << 50
     try:
         with pytest.raises(errors.ImageDownloadOutofSpaceError, match="RAM"):
             write([url], disk, file_digest(images["qcow2"]), Path("/dev/shm/lean-ipa-test"),
-                  disk_format="qcow2")
+                  disk_format="qcow2", streaming=False)
     finally:
-        image_write.CACHE_RAM_RESERVE = old
+        imagewrite.writers.CACHE_RAM_RESERVE = old
         shutil.rmtree("/dev/shm/lean-ipa-test", ignore_errors=True)
     assert read_device(disk, MIB) == b"\xee" * MIB
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from ironic_python_agent import checksum, download, errors, image_format, image_write
+from ironic_python_agent import checksum, download, errors, image_format, imagewrite
 from ironic_python_agent.image_format import Compression, ImageFormat
 
 MIB = 1 << 20
@@ -177,17 +177,47 @@ def test_proxies_from_image_info() -> None:
 
 
 def test_cache_problem() -> None:
-    assert image_write.cache_problem(100 * MIB, 1000 * MIB, 1000 * MIB, True) is None
-    assert "cache space" in (image_write.cache_problem(100 * MIB, 50 * MIB, 1 << 40, False)
+    assert imagewrite.cache_problem(100 * MIB, 1000 * MIB, 1000 * MIB, True) is None
+    assert "cache space" in (imagewrite.cache_problem(100 * MIB, 50 * MIB, 1 << 40, False)
                              or "")
-    msg = image_write.cache_problem(900 * MIB, 1000 * MIB, 1000 * MIB, True) or ""
+    msg = imagewrite.cache_problem(900 * MIB, 1000 * MIB, 1000 * MIB, True) or ""
     assert "RAM" in msg and "900 MiB" in msg
-    assert image_write.cache_problem(900 * MIB, 1000 * MIB, 10, False) is None
+    assert imagewrite.cache_problem(900 * MIB, 1000 * MIB, 10, False) is None
 
 
 def test_write_result_summary() -> None:
-    r = image_write.WriteResult("/dev/x", "raw", "none", 200 * MIB, 200 * MIB, 2.0,
-                                "sha256", "00")
+    r = imagewrite.WriteResult("/dev/x", "raw", "none", 200 * MIB, 200 * MIB, 2.0,
+                               "sha256", "00")
     assert r.mib_per_s == 100.0
     assert r.as_dict()["mib_per_s"] == 100.0
     assert "MiB/s=100.0" in r.summary()
+
+
+# --- the streaming qcow2 reader's header checks --------------------------------
+
+
+def test_qcow2_stream_header_fields_and_refusals() -> None:
+    from ironic_python_agent.imagewrite import qcow2
+
+    head = bytearray(qcow2_header(size=64 * MIB))
+    struct.pack_into(">IQ", head, 36, 1, 0x30000)  # l1_size, l1_table_offset
+    h = qcow2.parse_header(bytes(head))
+    assert (h.version, h.cluster_size, h.size, h.l1_offset) == (3, 65536, 64 * MIB, 0x30000)
+    assert h.compression == "zlib" and not h.extended_l2 and h.l2_span == 512 * MIB
+    encrypted = bytearray(head)
+    struct.pack_into(">I", encrypted, 32, 2)
+    with pytest.raises(errors.InvalidImage, match="encrypted"):
+        qcow2.parse_header(bytes(encrypted))
+    tiny_l1 = bytearray(head)
+    struct.pack_into(">Q", tiny_l1, 24, 2 << 30)  # 2 GiB needs 4 L1 entries, has 1
+    with pytest.raises(errors.InvalidImage, match="does not cover"):
+        qcow2.parse_header(bytes(tiny_l1))
+    with pytest.raises(errors.InvalidImage, match="backing file"):
+        qcow2.parse_header(qcow2_header(backing=True))
+    with pytest.raises(errors.InvalidImage, match="data file"):
+        qcow2.parse_header(qcow2_header(data_file_ext=True))
+    ext_small = bytearray(qcow2_header(incompat=1 << 4))
+    struct.pack_into(">I", ext_small, 20, 12)  # 4 KiB clusters with extended L2
+    struct.pack_into(">I", ext_small, 36, 1 << 20)
+    with pytest.raises(errors.InvalidImage, match="extended L2"):
+        qcow2.parse_header(bytes(ext_small))

@@ -2,7 +2,7 @@
 """The ``standby`` namespace: write the image, report its root, power off or reboot.
 
 ``prepare_image`` is the whole deployment of a whole-disk image: choose the
-install disk, stream the image onto it while hashing (:mod:`image_write`),
+install disk, stream the image onto it while hashing (:mod:`imagewrite`),
 add the config drive (:mod:`configdrive`) and remember the disk identifier
 for ``get_partition_uuids``. The ``write_image`` deploy step calls it and
 waits for it.
@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum, download, errors, image_write, paths, run
+from ironic_python_agent import checksum, download, errors, imagewrite, paths, run
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
 
@@ -134,7 +134,7 @@ class StandbyExtension(base.BaseAgentExtension):
         super().__init__(agent=agent)
         self.cached_image_id: str | None = None
         self.partition_uuids: dict[str, Any] = {}
-        self.last_write: image_write.WriteResult | None = None
+        self.last_write: imagewrite.WriteResult | None = None
         # Injectable: tests write to their own loop device, never touch the host's
         # clock or disks, and never power off.
         self.device_finder: Callable[[], str] = _install_device
@@ -160,14 +160,14 @@ class StandbyExtension(base.BaseAgentExtension):
         expected = checksum.expected_checksum(
             image_info, bool(conf_value(self.agent, "md5_enabled")),
             fetch=lambda url: download.fetch_bytes(url, opts))
-        policy = image_write.FormatPolicy(
+        policy = imagewrite.FormatPolicy(
             disk_format=image_info.get("disk_format"),
             permitted=conf_value(self.agent, "permitted_image_formats"),
             deep=not conf_value(self.agent, "disable_deep_image_inspection"))
         LOG.info("Writing image %s from %s to %s", image_id,
                  download.redact_url(image_info["urls"][0]), device)
         with download.ImageStream(image_id, image_info["urls"], opts) as stream:
-            result = image_write.write_stream(
+            result = imagewrite.write_stream(
                 stream, device, expected, name=image_id,
                 location=download.redact_url(stream.url), policy=policy,
                 cache_dir=self.cache_dir)
@@ -191,12 +191,12 @@ class StandbyExtension(base.BaseAgentExtension):
         return {"result": f"prepare_image: {message}", **self._figures(result)}
 
     @staticmethod
-    def _figures(result: image_write.WriteResult) -> dict[str, Any]:
+    def _figures(result: imagewrite.WriteResult) -> dict[str, Any]:
         # Extra keys beside "result": Ironic reads only "result".
         return {"bytes": result.bytes_downloaded, "bytes_written": result.bytes_written,
                 "seconds": round(result.seconds, 3), "mib_per_s": round(result.mib_per_s, 1),
                 "image_format": result.image_format, "compression": result.compression,
-                "resumes": result.resumes}
+                "resumes": result.resumes, "write_method": result.method}
 
     @base.sync_command("get_partition_uuids")
     def get_partition_uuids(self) -> dict[str, Any]:

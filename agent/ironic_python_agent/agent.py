@@ -42,6 +42,8 @@ class Agent(base.ExecuteCommandMixin):
         super().__init__()
         self.conf = conf
         self.params = params
+        # The one handover: extensions and hardware managers read config.current().
+        config.use(conf, params)
         self.run_dir = run_dir
         self.started_at: float | None = None
         self.node: dict[str, Any] | None = None
@@ -361,12 +363,6 @@ class Agent(base.ExecuteCommandMixin):
     def run(self) -> None:
         """Run until stopped (signal, rescue, lockdown). Raises on fatal errors."""
         self.started_at = time.time()
-        try:
-            from ironic_python_agent import hardware
-
-            hardware.configure(conf=self.conf, params=self.params)
-        except ImportError:
-            pass
         base.init_ext_manager(self)
         hw = threading.Thread(target=self._init_hardware, name="hardware-init", daemon=True)
         hw.start()

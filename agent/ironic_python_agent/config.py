@@ -128,6 +128,13 @@ def _opts() -> dict[str, list[cfg.Opt]]:
             cfg.BoolOpt("enable_bios_bootloader_install", default=False),
             cfg.IntOpt("command_body_limit", default=64 * 1024 * 1024, min=1024,
                        help="Largest request body the API accepts, in bytes (lean-ipa)."),
+            cfg.ListOpt("block_device_allowlist", default=[],
+                        help="Only these block devices (kernel names such as 'sdb' or "
+                             "'loop3', or /dev paths) are listed, used and erased by the "
+                             "generic hardware manager. Empty means all disks. Loop "
+                             "devices are listed only when named here (lean-ipa)."),
+            cfg.BoolOpt("skip_bmc_detect", default=False,
+                        help="Report no BMC addresses (no ipmitool runs) (lean-ipa)."),
         ],
         "mdns": [
             cfg.BoolOpt("use_mdns", default=False),
@@ -300,3 +307,38 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """For oslo-config-generator."""
     return [(None if g == "DEFAULT" else g, opts) for g, opts in _opts().items()]
 
+
+
+# --- the configuration of this process ----------------------------------------------
+#
+# Handed over once, by the agent (or the inspection tool) at start; everything
+# else, hardware managers included, reads it through current() / params().
+# Before a handover (tests, third-party tools) current() is every option at its
+# default, parsed from no file.
+
+_current: dict[str, Any] = {"conf": None, "params": {}}
+
+
+def use(conf: cfg.ConfigOpts, params: Mapping[str, str] | None = None) -> None:
+    """Make *conf* (built by :func:`load`) and the kernel parameters the process's."""
+    _current["conf"] = conf
+    _current["params"] = dict(params or {})
+
+
+def current() -> cfg.ConfigOpts:
+    """The configuration handed over by :func:`use`, or the defaults."""
+    conf = _current["conf"]
+    if conf is None:
+        conf = load({}, [], conf=cfg.ConfigOpts(), config_files=[], config_dirs=[])
+        _current["conf"] = conf
+    return conf  # type: ignore[no-any-return]
+
+
+def params() -> dict[str, str]:
+    """The kernel parameters handed over by :func:`use` (empty before)."""
+    return _current["params"]  # type: ignore[no-any-return]
+
+
+def forget() -> None:
+    """Drop the handed-over configuration (tests)."""
+    _current.update(conf=None, params={})

@@ -43,6 +43,6 @@ def try_execute(*cmd: Any, **kwargs: Any) -> tuple[Any, Any] | None:
 
 def get_agent_params() -> dict[str, str]:
     """The kernel parameters the agent was started with (a copy)."""
-    from ironic_python_agent.hardware import options
+    from ironic_python_agent import config
 
-    return dict(options.params())
+    return dict(config.params())

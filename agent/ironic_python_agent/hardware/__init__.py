@@ -37,13 +37,12 @@ from ironic_python_agent.hardware.managers import (
     get_managers_detail,
     update_cached_node,
 )
-from ironic_python_agent.hardware.options import configure
 
 __all__ = [
     "BlockDevice", "BootInfo", "CPU", "CPUCore", "ENTRY_POINT_GROUP",
     "GenericHardwareManager", "HardwareManager", "HardwareSupport", "HardwareType", "Memory",
     "NetworkInterface", "SystemFirmware", "SystemVendorInfo", "cache_node", "check_versions",
-    "clear_managers", "configure", "deduplicate_steps", "dispatch_to_all_managers", "dispatch_to_managers",
+    "clear_managers", "deduplicate_steps", "dispatch_to_all_managers", "dispatch_to_managers",
     "get_cached_node", "get_current_versions", "get_managers", "get_managers_detail",
     "get_os_install_device", "list_all_block_devices", "list_hardware_info",
     "update_cached_node",

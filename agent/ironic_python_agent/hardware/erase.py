@@ -20,8 +20,8 @@ import re
 import time
 from typing import Any
 
-from ironic_python_agent import errors, run
-from ironic_python_agent.hardware import managers, options
+from ironic_python_agent import config, errors, run
+from ironic_python_agent.hardware import managers
 from ironic_python_agent.hardware.devices import BlockDevice
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class EraseFlags:
         cont = dii.get("agent_continue_if_secure_erase_failed",
                        dii.get("agent_continue_if_ata_erase_failed"))
         concurrency = dii.get("disk_erasure_concurrency")
+        conf = config.current()
         return cls(
             iterations=int(dii.get("agent_erase_devices_iterations", 1)),
             zeroize=_flag(dii.get("agent_erase_devices_zeroize"), True),
@@ -72,11 +73,11 @@ class EraseFlags:
             ata=_flag(dii.get("agent_enable_ata_secure_erase"), True),
             nvme=_flag(dii.get("agent_enable_nvme_secure_erase"), True),
             discard=_flag(dii.get("agent_enable_discard_erase"),
-                          _flag(options.get("enable_discard_erase", False), False)),
+                          bool(conf.enable_discard_erase)),
             skip_read_only=_flag(dii.get("agent_erase_skip_read_only"), False),
             concurrency=int(concurrency) if concurrency else None,
             guard_special=(_flag(dii.get("wipe_special_filesystems"), True)
-                           and _flag(options.get("guard_special_filesystems", True), True)),
+                           and bool(conf.guard_special_filesystems)),
         )
 
 

@@ -24,8 +24,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ironic_python_agent import run
-from ironic_python_agent.hardware import options
+from ironic_python_agent import config, run
 from ironic_python_agent.hardware.devices import (
     CPU,
     BootInfo,
@@ -408,8 +407,7 @@ def skip_bmc() -> bool:
     node = managers.get_cached_node() or {}
     if node.get("skip_bmc_detect"):
         return True
-    value = options.get("skip_bmc_detect", False)
-    return bool(value) and str(value).lower() not in ("0", "false", "no")
+    return bool(config.current().skip_bmc_detect)
 
 
 # --- network interfaces -------------------------------------------------------------
@@ -527,7 +525,7 @@ def bios_given_name(name: str) -> str | None:
 def collect_interfaces(net: str = "/sys/class/net",
                        proc: str = "/proc") -> list[NetworkInterface]:
     ipv6 = parse_if_inet6(_read(f"{proc}/net/if_inet6") or "")
-    if options.get("collect_lldp", False):
+    if config.current().collect_lldp:
         warn_once("lldp", "LLDP collection is not supported by this agent; lldp is null")
     found = []
     for name in interface_candidates(net):
@@ -541,7 +539,7 @@ def collect_interfaces(net: str = "/sys/class/net",
 
 def collect_boot_info(sys: str = "/sys") -> BootInfo:
     mode = "uefi" if os.path.isdir(f"{sys}/firmware/efi") else "bios"
-    return BootInfo(current_boot_mode=mode, pxe_interface=options.params().get("BOOTIF"))
+    return BootInfo(current_boot_mode=mode, pxe_interface=config.params().get("BOOTIF"))
 
 
 # --- the whole inventory ----------------------------------------------------------------

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from ironic_python_agent import errors
-from ironic_python_agent.hardware import options
+from ironic_python_agent import config, errors
 
 LOG = logging.getLogger(__name__)
 
@@ -91,10 +90,11 @@ class HardwareManager:
 
     def wait_for_disks(self) -> None:
         """Wait until a root device candidate shows up; only warn when none does."""
-        attempts = int(options.get("disk_wait_attempts", 10))
+        conf = config.current()
+        attempts = int(conf.disk_wait_attempts)
         if attempts <= 0:
             return
-        delay = float(options.get("disk_wait_delay", 3))
+        delay = float(conf.disk_wait_delay)
         for attempt in range(1, attempts + 1):
             try:
                 dispatch_to_managers("get_os_install_device")

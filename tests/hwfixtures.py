@@ -18,7 +18,7 @@ from typing import Any
 from oslo_config import cfg
 
 from ironic_python_agent import config
-from ironic_python_agent.hardware import managers
+from ironic_python_agent.hardware import managers, node_cache
 
 FAKEBIN = Path(__file__).resolve().parent / "fakebin"
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -68,9 +68,16 @@ def hardware_conf(allow: list[str] | None = None, params: dict[str, str] | None 
     return conf
 
 
+def use_managers(monkeypatch: Any, *found: Any) -> None:
+    """Make *found* the active managers (best first), as loading would have."""
+    monkeypatch.setattr(managers, "_managers", [
+        {"name": type(m).__name__, "manager": m, "support": int(m.evaluate_hardware_support())}
+        for m in found])
+
+
 def reset_hardware() -> None:
     managers.clear_managers()
-    managers._node = None  # noqa: SLF001 - forget the cached node between tests
+    node_cache.forget()
     config.forget()
 
 

@@ -8,7 +8,7 @@ import pytest
 from ironic_python_agent import config, errors, hardware
 from ironic_python_agent.hardware import managers, root_hints
 from ironic_python_agent.hardware.devices import BlockDevice
-from tests.hwfixtures import hardware_conf, reset_hardware
+from tests.hwfixtures import hardware_conf, reset_hardware, use_managers
 
 GiB = 1024 ** 3
 
@@ -53,7 +53,7 @@ class Plain(hardware.HardwareManager):
 
 @pytest.fixture
 def two_managers(monkeypatch):
-    monkeypatch.setattr(managers, "_managers", [Mainline(), Plain()])
+    use_managers(monkeypatch, Mainline(), Plain())
 
 
 def test_support_levels_and_version_defaults():

@@ -31,10 +31,13 @@ from ironic_python_agent.hardware.managers import (
     clear_managers,
     dispatch_to_all_managers,
     dispatch_to_managers,
+    filter_devices,
     get_cached_node,
     get_current_versions,
     get_managers,
     get_managers_detail,
+    list_hardware_info,
+    save_api_client,
     update_cached_node,
 )
 
@@ -44,8 +47,8 @@ __all__ = [
     "NetworkInterface", "SystemFirmware", "SystemVendorInfo", "cache_node", "check_versions",
     "clear_managers", "deduplicate_steps", "dispatch_to_all_managers", "dispatch_to_managers",
     "get_cached_node", "get_current_versions", "get_managers", "get_managers_detail",
-    "get_os_install_device", "list_all_block_devices", "list_hardware_info",
-    "update_cached_node",
+    "filter_devices", "get_os_install_device", "list_all_block_devices", "list_hardware_info",
+    "save_api_client", "update_cached_node",
 ]
 
 
@@ -56,11 +59,6 @@ def deduplicate_steps(candidate_steps: dict[str, list[dict[str, Any]]]
 
     support = {d["name"]: d["support"] for d in get_managers_detail()}
     return steps.deduplicate(candidate_steps, support)
-
-
-def list_hardware_info(use_cache: bool = True) -> dict[str, Any]:
-    """The inventory through the managers (upstream's module-level helper)."""
-    return dispatch_to_managers("list_hardware_info")  # type: ignore[no-any-return]
 
 
 def get_os_install_device(permit_refresh: bool = False) -> str:

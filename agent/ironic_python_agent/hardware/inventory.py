@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ironic_python_agent import config, run
+from ironic_python_agent.hardware import node_cache
 from ironic_python_agent.hardware.devices import (
     CPU,
     BootInfo,
@@ -33,7 +34,6 @@ from ironic_python_agent.hardware.devices import (
     NetworkInterface,
     SystemFirmware,
     SystemVendorInfo,
-    to_json,
 )
 
 LOG = logging.getLogger(__name__)
@@ -402,9 +402,7 @@ class BMCProbe:
 
 def skip_bmc() -> bool:
     """Lookup's ``agent_skip_bmc_detect`` (set on the cached node) or the option."""
-    from ironic_python_agent.hardware import managers
-
-    node = managers.get_cached_node() or {}
+    node = node_cache.get() or {}
     if node.get("skip_bmc_detect"):
         return True
     return bool(config.current().skip_bmc_detect)
@@ -540,34 +538,3 @@ def collect_interfaces(net: str = "/sys/class/net",
 def collect_boot_info(sys: str = "/sys") -> BootInfo:
     mode = "uefi" if os.path.isdir(f"{sys}/firmware/efi") else "bios"
     return BootInfo(current_boot_mode=mode, pxe_interface=config.params().get("BOOTIF"))
-
-
-# --- the whole inventory ----------------------------------------------------------------
-
-def _safe(what: str, func: Any, empty: Any = None) -> Any:
-    """A piece of the inventory; an unexpected failure nulls it with one warning."""
-    try:
-        return to_json(func())
-    except Exception as exc:  # noqa: BLE001 - the inventory must never fail as a whole
-        warn_once(f"inventory-{what}", "Cannot collect %s (reported as %r): %s", what, empty,
-                  exc)
-        return empty
-
-
-def build(manager: Any) -> dict[str, Any]:
-    """The inventory in upstream's key order, as plain JSON values."""
-    info: dict[str, Any] = {
-        "interfaces": _safe("interfaces", manager.list_network_interfaces, []),
-        "cpu": _safe("cpu", manager.get_cpus),
-        "disks": _safe("disks", manager.list_block_devices, []),
-        "memory": _safe("memory", manager.get_memory),
-        "bmc_address": _safe("bmc_address", manager.get_bmc_address),
-        "bmc_v6address": _safe("bmc_v6address", manager.get_bmc_v6address),
-        "system_vendor": _safe("system_vendor", manager.get_system_vendor_info),
-        "boot": _safe("boot", manager.get_boot_info),
-        "hostname": _safe("hostname", socket.gethostname),
-    }
-    mac = _safe("bmc_mac", manager.get_bmc_mac)
-    if mac:
-        info["bmc_mac"] = mac
-    return info

@@ -222,7 +222,7 @@ def test_upstream_helpers(two_managers, tmp_path):
         "Plain": [], "Mainline": [{"step": "x", "priority": 0}]}
     out, err = utils.execute("sh", "-c", "echo hi; echo oops >&2")
     assert (out, err) == ("hi\n", "oops\n")
-    with pytest.raises(run.CommandError):
+    with pytest.raises(utils.ProcessExecutionError):
         utils.execute("false")
     assert utils.execute("false", check_exit_code=[0, 1]) == ("", "")
     assert utils.try_execute("false") is None

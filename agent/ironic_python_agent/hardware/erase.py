@@ -608,3 +608,20 @@ def erase_express(node: dict[str, Any], devices: list[BlockDevice]) -> dict[str,
     if failures:
         raise errors.BlockDeviceEraseError("; ".join(failures))
     return report
+
+
+def safety_check_block_device(node: dict[str, Any] | None, device: str) -> None:
+    """Raise ProtectedDeviceError when *device* holds a shared-storage file system
+    (GPFS, VMFS, GFS2), unless ``guard_special_filesystems`` is off or the node's
+    ``driver_internal_info.wipe_special_filesystems`` is false (upstream's name)."""
+    if not config.current().guard_special_filesystems:
+        return
+    dii = (node or {}).get("driver_internal_info") or {}
+    if not _flag(dii.get("wipe_special_filesystems"), True):
+        return
+    entry = _probe(os.path.basename(device))
+    ptype = str(entry.get("parttype") or "").lower()
+    if ptype in PROTECTED_PART_TYPES:
+        raise errors.ProtectedDeviceError(device, PROTECTED_PART_TYPES[ptype])
+    if entry.get("fstype") in PROTECTED_FSTYPES:
+        raise errors.ProtectedDeviceError(device, PROTECTED_FSTYPES[str(entry["fstype"])])

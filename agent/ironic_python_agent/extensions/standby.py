@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ironic_python_agent import checksum, config, download, errors, image_write, run
+from ironic_python_agent import partition_table
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
 
@@ -137,7 +138,7 @@ class StandbyExtension(base.BaseAgentExtension):
                 cache_dir=self.cache_dir)
         self.last_write = result
         configdrive_mod.rescan(device)
-        table = configdrive_mod.read_partition_table(device)
+        table = partition_table.read_partition_table(device)
         if table is None or not table.partitions:
             raise errors.DeploymentError(
                 f"No partitions found on {device} after writing image {image_id}")

@@ -26,6 +26,7 @@ from typing import Any
 
 from ironic_python_agent import config, run
 from ironic_python_agent.hardware import node_cache
+from ironic_python_agent.inspection import dmi
 from ironic_python_agent.hardware.devices import (
     CPU,
     BootInfo,
@@ -128,31 +129,10 @@ def parse_meminfo_total(text: str) -> int | None:
 
 
 def parse_dmidecode(text: str) -> list[tuple[str, dict[str, str]]]:
-    """``dmidecode`` output as ``[(section title, {field: value})]``."""
-    sections: list[tuple[str, dict[str, str]]] = []
-    title: str | None = None
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if line.startswith("Handle "):
-            if title is not None:
-                sections.append((title, fields))
-            title, fields = "", {}
-            continue
-        if title == "" and not line.startswith(("\t", " ")):
-            title = line.strip()
-            continue
-        if title is None:
-            continue
-        if line.startswith("\t\t"):
-            continue  # list items (e.g. characteristics)
-        key, sep, value = line.strip().partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    if title is not None:
-        sections.append((title, fields))
-    return sections
+    """``dmidecode`` output as ``[(section title, {field: value})]``: the records of
+    the one dmidecode parser (:func:`inspection.dmi.parse_records`), text fields only."""
+    return [(title, {k: v for k, v in fields.items() if isinstance(v, str)})
+            for title, fields in dmi.parse_records(text)]
 
 
 _SIZE_UNITS = {"kB": 1 / 1024, "KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024 * 1024}

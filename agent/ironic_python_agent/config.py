@@ -143,6 +143,16 @@ def _opts() -> dict[str, list[cfg.Opt]]:
             cfg.DictOpt("params", default={}),
             cfg.ListOpt("interfaces"),
         ],
+        # Read by upstream's container hardware manager (and vendor managers like it).
+        "container": [
+            cfg.BoolOpt("allow_arbitrary_containers", default=False),
+            cfg.ListOpt("allowed_containers", default=[]),
+            cfg.StrOpt("container_steps_file",
+                       default="/etc/ironic-python-agent.d/mysteps.yaml"),
+            cfg.StrOpt("runner", default="podman", choices=["podman", "docker"]),
+            cfg.ListOpt("pull_options", default=[]),
+            cfg.ListOpt("run_options", default=["--rm", "--network=host"]),
+        ],
         "disk_utils": [
             cfg.IntOpt("efi_system_partition_size", default=550),
             cfg.IntOpt("bios_boot_partition_size", default=1),

@@ -176,3 +176,10 @@ def test_import_surface():
     assert netutils.INFINIBAND_ADDR_LEN == 59
     assert hardware.update_cached_node() is None  # no client saved, no node cached
     hardware.safety_check_block_device({}, "/dev/nonexistent0")  # nothing found: no error
+    # upstream's container manager reads these
+    from oslo_config import cfg as _cfg  # noqa: F401
+
+    from ironic_python_agent import config
+
+    assert config.current().container.runner == "podman"
+    assert config.current().container.run_options == ["--rm", "--network=host"]

@@ -17,7 +17,8 @@ from typing import Any
 
 from oslo_config import cfg
 
-from ironic_python_agent.hardware import managers, options
+from ironic_python_agent import config
+from ironic_python_agent.hardware import managers, node_cache
 
 FAKEBIN = Path(__file__).resolve().parent / "fakebin"
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -53,15 +54,12 @@ def loop_device(directory: Path, size: int, name: str = "disk.img",
         image.unlink(missing_ok=True)
 
 
-def hardware_conf(allow: list[str] | None = None, **overrides: Any) -> cfg.ConfigOpts:
-    """A fresh ConfigOpts handed to the hardware code, restricted to *allow*."""
-    conf = cfg.ConfigOpts()
-    conf.register_opts([cfg.IntOpt("disk_wait_attempts", default=10),
-                        cfg.IntOpt("disk_wait_delay", default=3),
-                        cfg.BoolOpt("enable_discard_erase", default=False),
-                        cfg.BoolOpt("guard_special_filesystems", default=True)])
-    conf([], project="lean-ipa-tests", default_config_files=[], default_config_dirs=[])
-    options.configure(conf=conf, params={})
+def hardware_conf(allow: list[str] | None = None, params: dict[str, str] | None = None,
+                  **overrides: Any) -> cfg.ConfigOpts:
+    """The agent's options at their defaults, handed over as the agent does (config.use),
+    restricted to the devices in *allow*."""
+    conf = config.load({}, [], conf=cfg.ConfigOpts(), config_files=[], config_dirs=[])
+    config.use(conf, params or {})
     conf.set_override("block_device_allowlist",
                       [os.path.basename(d) for d in (allow or [])])
     conf.set_override("disk_wait_attempts", 0)
@@ -70,10 +68,17 @@ def hardware_conf(allow: list[str] | None = None, **overrides: Any) -> cfg.Confi
     return conf
 
 
+def use_managers(monkeypatch: Any, *found: Any) -> None:
+    """Make *found* the active managers (best first), as loading would have."""
+    monkeypatch.setattr(managers, "_managers", [
+        {"name": type(m).__name__, "manager": m, "support": int(m.evaluate_hardware_support())}
+        for m in found])
+
+
 def reset_hardware() -> None:
     managers.clear_managers()
-    managers._node = None  # noqa: SLF001 - forget the cached node between tests
-    options._state.update(conf=None, params={})  # noqa: SLF001
+    node_cache.forget()
+    config.forget()
 
 
 def fake_tools_env(state: Path, scenario: str = "") -> dict[str, str]:

@@ -42,9 +42,10 @@ class Agent(base.ExecuteCommandMixin):
         super().__init__()
         self.conf = conf
         self.params = params
+        # The one handover: extensions and hardware managers read config.current().
+        config.use(conf, params)
         self.run_dir = run_dir
         self.started_at: float | None = None
-        self.node: dict[str, Any] | None = None
         self.heartbeat_timeout: float = 300.0
         self.command_body_limit: int = conf.command_body_limit
         self.client: ironic.IronicClient | None = None
@@ -63,6 +64,13 @@ class Agent(base.ExecuteCommandMixin):
         self.last_heartbeat_error: str | None = None
 
     # --- what the API and the extensions use ---------------------------------
+
+    @property
+    def node(self) -> dict[str, Any] | None:
+        """The node from the lookup, kept in one place: the hardware node cache."""
+        from ironic_python_agent.hardware import node_cache
+
+        return node_cache.get()
 
     def get_token(self) -> str | None:
         return self._token
@@ -175,7 +183,6 @@ class Agent(base.ExecuteCommandMixin):
         node = result.node
         if cfg_data.get("agent_skip_bmc_detect"):
             node["skip_bmc_detect"] = True
-        self.node = node
         self.heartbeat_timeout = float(cfg_data["heartbeat_timeout"])
         token = cfg_data.get("agent_token")
         if token == "******":
@@ -201,14 +208,13 @@ class Agent(base.ExecuteCommandMixin):
                     self.conf.set_override(name, value)
                 except (ValueError, cfg.Error) as exc:
                     LOG.warning("Ignoring lookup config %s=%r: %s", name, value, exc)
-        try:
-            from ironic_python_agent import hardware
+        from ironic_python_agent import hardware
 
-            cache = getattr(hardware, "cache_node", None)
-            if cache is not None:
-                cache(node)
-        except ImportError:
-            pass
+        # Stores the node (Agent.node reads it back) and waits for a new node's disks.
+        hardware.cache_node(node)
+        if self.client is not None:
+            hardware.save_api_client(self.client, self.conf.lookup_timeout,
+                                     self.conf.lookup_interval)
 
     def _lookup(self, node_uuid: str | None) -> None:
         assert self.client is not None
@@ -363,12 +369,6 @@ class Agent(base.ExecuteCommandMixin):
         """Run until stopped (signal, rescue, lockdown). Raises on fatal errors."""
         self.started_at = time.time()
         memory.return_freed_memory()
-        try:
-            from ironic_python_agent import hardware
-
-            hardware.configure(conf=self.conf, params=self.params)
-        except ImportError:
-            pass
         base.init_ext_manager(self)
         hw = threading.Thread(target=self._init_hardware, name="hardware-init", daemon=True)
         hw.start()

@@ -140,6 +140,13 @@ def _opts() -> dict[str, list[cfg.Opt]]:
             cfg.BoolOpt("allow_unauthenticated_standalone", default=False,
                         help="Standalone without agent_token accepts commands from "
                         "anyone (a lab bench only). Off: such an agent answers 401."),
+            cfg.ListOpt("block_device_allowlist", default=[],
+                        help="Only these block devices (kernel names such as 'sdb' or "
+                             "'loop3', or /dev paths) are listed, used and erased by the "
+                             "generic hardware manager. Empty means all disks. Loop "
+                             "devices are listed only when named here (lean-ipa)."),
+            cfg.BoolOpt("skip_bmc_detect", default=False,
+                        help="Report no BMC addresses (no ipmitool runs) (lean-ipa)."),
         ],
         "mdns": [
             cfg.BoolOpt("use_mdns", default=False),
@@ -147,6 +154,16 @@ def _opts() -> dict[str, list[cfg.Opt]]:
             cfg.IntOpt("lookup_attempts", default=3, min=1),
             cfg.DictOpt("params", default={}),
             cfg.ListOpt("interfaces"),
+        ],
+        # Read by upstream's container hardware manager (and vendor managers like it).
+        "container": [
+            cfg.BoolOpt("allow_arbitrary_containers", default=False),
+            cfg.ListOpt("allowed_containers", default=[]),
+            cfg.StrOpt("container_steps_file",
+                       default="/etc/ironic-python-agent.d/mysteps.yaml"),
+            cfg.StrOpt("runner", default="podman", choices=["podman", "docker"]),
+            cfg.ListOpt("pull_options", default=[]),
+            cfg.ListOpt("run_options", default=["--rm", "--network=host"]),
         ],
         "disk_utils": [
             cfg.IntOpt("efi_system_partition_size", default=550),
@@ -312,3 +329,38 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """For oslo-config-generator."""
     return [(None if g == "DEFAULT" else g, opts) for g, opts in _opts().items()]
 
+
+
+# --- the configuration of this process ----------------------------------------------
+#
+# Handed over once, by the agent (or the inspection tool) at start; everything
+# else, hardware managers included, reads it through current() / params().
+# Before a handover (tests, third-party tools) current() is every option at its
+# default, parsed from no file.
+
+_current: dict[str, Any] = {"conf": None, "params": {}}
+
+
+def use(conf: cfg.ConfigOpts, params: Mapping[str, str] | None = None) -> None:
+    """Make *conf* (built by :func:`load`) and the kernel parameters the process's."""
+    _current["conf"] = conf
+    _current["params"] = dict(params or {})
+
+
+def current() -> cfg.ConfigOpts:
+    """The configuration handed over by :func:`use`, or the defaults."""
+    conf = _current["conf"]
+    if conf is None:
+        conf = load({}, [], conf=cfg.ConfigOpts(), config_files=[], config_dirs=[])
+        _current["conf"] = conf
+    return conf  # type: ignore[no-any-return]
+
+
+def params() -> dict[str, str]:
+    """The kernel parameters handed over by :func:`use` (empty before)."""
+    return _current["params"]  # type: ignore[no-any-return]
+
+
+def forget() -> None:
+    """Drop the handed-over configuration (tests)."""
+    _current.update(conf=None, params={})

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ironic_python_agent import configdrive, errors, run
+from ironic_python_agent import errors, partition_table, run
 
 LOG = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def efi_arch(machine: str | None = None) -> str:
         machine, machine)
 
 
-def find_esp(table: configdrive.PartitionTable,
-             uuid: str | None = None) -> configdrive.Partition | None:
+def find_esp(table: partition_table.PartitionTable,
+             uuid: str | None = None) -> partition_table.Partition | None:
     for part in table.partitions:
         if uuid and part.uuid and part.uuid.lower() == uuid.lower():
             return part
@@ -97,8 +97,8 @@ def find_loaders(files: Iterable[str], read: Callable[[str], bytes],
     return [Loader("Boot", fallback.replace("/", "\\"))] if fallback else []
 
 
-def _mtools_image(device: str, table: configdrive.PartitionTable,
-                  esp: configdrive.Partition) -> str:
+def _mtools_image(device: str, table: partition_table.PartitionTable,
+                  esp: partition_table.Partition) -> str:
     # mtools reads the FAT file system in place: no mount, no vfat module needed.
     return f"{device}@@{esp.start * table.sector_size}"
 
@@ -128,7 +128,7 @@ def parse_efibootmgr(text: str) -> list[BootEntry]:
 
 def manage_uefi(device: str, esp_uuid: str | None = None) -> bool:
     """Add NVRAM entries for the loaders on *device*'s ESP; False when it has none."""
-    table = configdrive.read_partition_table(device)
+    table = partition_table.read_partition_table(device)
     esp = find_esp(table, esp_uuid) if table else None
     if esp is None:
         raise errors.DeviceNotFound(f"No EFI system partition found on {device}")

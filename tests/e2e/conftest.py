@@ -134,12 +134,13 @@ class Flow:
             raise AssertionError(self.explain(str(exc))) from None
 
     def start_agent(self, *, auto_tls: bool, options: Mapping[str, object] | None = None,
-                    cmdline: str = "", use_config_api_url: bool = True) -> host.AgentProcess:
+                    cmdline: str = "", use_config_api_url: bool = True,
+                    env: Mapping[str, str] | None = None) -> host.AgentProcess:
         self.runs += 1
         extra = {"block_device_allowlist": Path(self.disk.device).name, **(options or {})}
         agent = host.AgentProcess(host.our_agent_command(), self.artifacts,
                                   self.ironic.service.url, auto_tls=auto_tls, extra=extra,
-                                  name=f"agent-{self.runs}", env={"LEAN_IPA_CMDLINE": cmdline},
+                                  name=f"agent-{self.runs}", env={"LEAN_IPA_CMDLINE": cmdline, **(env or {})},
                                   api_url_in_config=use_config_api_url,
                                   path_prefix=[host.host_guards(self.artifacts / "guards")])
         self.agent = agent.start()

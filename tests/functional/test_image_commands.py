@@ -23,6 +23,7 @@ from ironic_python_agent import errors
 from ironic_python_agent.extensions import base, standby
 from ironic_python_agent.extensions import image as image_ext
 
+from tests.hwfixtures import hardware_conf, reset_hardware
 from tests.imageserver import ImageServer
 from tests.imagetools import (
     MIB,
@@ -37,23 +38,23 @@ from tests.imagetools import (
 DISK = 128 * MIB
 
 
-class FakeConf:
-    """Stands in for agent.conf: upstream defaults with quick retries."""
-
-    def __init__(self, **over: Any) -> None:
-        self.__dict__.update(standby.DEFAULTS)
-        self.__dict__.update({"image_download_connection_retries": 1,
-                              "image_download_connection_retry_interval": 0})
-        self.__dict__.update(over)
-
-
 class FakeAgent:
+    """The agent's part the extensions use: the configuration handed over (upstream
+    defaults with quick retries, plus *conf*) and forced heartbeats."""
+
     def __init__(self, **conf: Any) -> None:
-        self.conf = FakeConf(**conf)
+        self.conf = hardware_conf(**{"image_download_connection_retries": 1,
+                                     "image_download_connection_retry_interval": 0, **conf})
         self.heartbeats = 0
 
     def force_heartbeat(self) -> None:
         self.heartbeats += 1
+
+
+@pytest.fixture(autouse=True)
+def _forget_config() -> Iterator[None]:
+    yield
+    reset_hardware()
 
 
 @pytest.fixture(scope="module")

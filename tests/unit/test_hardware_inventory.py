@@ -140,13 +140,9 @@ def test_bmc_skipped_without_ipmi_device(tmp_path, monkeypatch):
 
 
 def test_bmc_skipped_when_lookup_says_so(tmp_path, ipmi_dev, monkeypatch):
-    from oslo_config import cfg
-
     for key, value in fake_tools_env(tmp_path / "state").items():
         monkeypatch.setenv(key, value)
-    conf = hardware_conf()
-    conf.register_opt(cfg.BoolOpt("skip_bmc_detect", default=False))
-    conf.set_override("skip_bmc_detect", True)
+    hardware_conf(skip_bmc_detect=True)
     assert inventory.BMCProbe(dev=str(ipmi_dev)).address() is None
 
 
@@ -238,8 +234,7 @@ INVENTORY_KEYS = ["interfaces", "cpu", "disks", "memory", "bmc_address", "bmc_v6
 def test_list_hardware_info_shape_with_fake_dmidecode(tmp_path, monkeypatch):
     for key, value in fake_tools_env(tmp_path / "state").items():
         monkeypatch.setenv(key, value)
-    hardware_conf(allow=["nonexistent0"])
-    hardware.configure(params={"BOOTIF": "01-52-54-00-12-34-56"})
+    hardware_conf(allow=["nonexistent0"], params={"BOOTIF": "01-52-54-00-12-34-56"})
     info = hardware.dispatch_to_managers("list_hardware_info")
     json.dumps(info)  # plain JSON values only
     assert list(info)[:9] == INVENTORY_KEYS

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ironic_python_agent import errors, hardware
+from ironic_python_agent import config, errors, hardware
 from ironic_python_agent.hardware import managers, root_hints
 from ironic_python_agent.hardware.devices import BlockDevice
-from tests.hwfixtures import hardware_conf, reset_hardware
+from tests.hwfixtures import hardware_conf, reset_hardware, use_managers
 
 GiB = 1024 ** 3
 
@@ -53,7 +53,7 @@ class Plain(hardware.HardwareManager):
 
 @pytest.fixture
 def two_managers(monkeypatch):
-    monkeypatch.setattr(managers, "_managers", [Mainline(), Plain()])
+    use_managers(monkeypatch, Mainline(), Plain())
 
 
 def test_support_levels_and_version_defaults():
@@ -203,13 +203,14 @@ def test_get_os_install_device_uses_cached_node_hints(tmp_path):
 def test_allowlist_from_a_config_file(tmp_path):
     from oslo_config import cfg
 
+    from ironic_python_agent import config
     from ironic_python_agent.hardware import options
 
     conf_file = tmp_path / "agent.conf"
     conf_file.write_text("[DEFAULT]\nblock_device_allowlist = loop3, /dev/sdb\n")
-    conf = cfg.ConfigOpts()
-    conf([], default_config_files=[str(conf_file)], default_config_dirs=[])
-    hardware.configure(conf=conf)  # registered after parsing, as the agent does
+    conf = config.load({}, [], conf=cfg.ConfigOpts(), config_files=[str(conf_file)],
+                       config_dirs=[])
+    config.use(conf, {})  # as the agent does
     assert options.allowlist() == {"loop3", "sdb"}
 
 
@@ -221,9 +222,9 @@ def test_upstream_helpers(two_managers, tmp_path):
         "Plain": [], "Mainline": [{"step": "x", "priority": 0}]}
     out, err = utils.execute("sh", "-c", "echo hi; echo oops >&2")
     assert (out, err) == ("hi\n", "oops\n")
-    with pytest.raises(run.CommandError):
+    with pytest.raises(utils.ProcessExecutionError):
         utils.execute("false")
     assert utils.execute("false", check_exit_code=[0, 1]) == ("", "")
     assert utils.try_execute("false") is None
-    hardware.configure(params={"ipa-debug": "1"})
+    config.use(config.current(), {"ipa-debug": "1"})
     assert utils.get_agent_params() == {"ipa-debug": "1"}

@@ -15,9 +15,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ironic_python_agent import efi, errors, run
+from ironic_python_agent import config, efi, errors, run
 from ironic_python_agent.extensions import base
-from ironic_python_agent.extensions.standby import conf_value
 
 LOG = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class ImageExtension(base.BaseAgentExtension):
                            ignore_bootloader_failure: bool | None = None) -> None:
         """UEFI entries for a whole-disk image's loaders; otherwise nothing to do."""
         ignore = (ignore_bootloader_failure if ignore_bootloader_failure is not None
-                  else bool(conf_value(self.agent, "ignore_bootloader_failure")))
+                  else bool(config.current().ignore_bootloader_failure))
         uefi = self.firmware_is_uefi()
         if target_boot_mode == "uefi" and not uefi:
             LOG.info("Ironic asked for UEFI boot but the ramdisk booted BIOS; "

@@ -17,50 +17,20 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum, download, errors, imagewrite, paths, run
+from ironic_python_agent import checksum, config, download, errors, imagewrite, paths, run
+from ironic_python_agent import partition_table
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
 
 LOG = logging.getLogger(__name__)
 
-# Upstream's defaults, used when the extension runs without an agent (tests).
-DEFAULTS: dict[str, Any] = {
-    "image_download_connection_timeout": 60,
-    "image_download_connection_retries": 9,
-    "image_download_connection_retry_interval": 10,
-    "image_download_max_duration": 0,
-    "insecure": False,
-    "cafile": None,
-    "certfile": None,
-    "keyfile": None,
-    "tls_min_version": None,
-    "md5_enabled": False,
-    "permitted_image_formats": ["raw", "gpt", "qcow2"],
-    "disable_deep_image_inspection": False,
-    "image_server_auth_strategy": "noauth",
-    "image_server_user": None,
-    "image_server_password": None,
-    "fail_if_clock_not_set": False,
-    "ignore_bootloader_failure": None,
-}
 CACHE_DIR = "/tmp"
-
-
-def conf_value(agent: Any, name: str) -> Any:
-    """An ``[DEFAULT]`` option from the agent's config, or upstream's default."""
-    conf = getattr(agent, "conf", None)
-    if conf is not None:
-        try:
-            return getattr(conf, name)
-        except Exception as exc:  # noqa: BLE001 - oslo's NoSuchOptError and friends
-            LOG.debug("Option %s not registered (%s); using the default", name, exc)
-    return DEFAULTS.get(name)
 
 
 def download_options(agent: Any, image_info: Mapping[str, Any]) -> download.DownloadOptions:
     """The download settings: agent.conf for transport, image_info for auth and proxies."""
     def opt(name: str) -> Any:
-        return conf_value(agent, name)
+        return getattr(config.current(), name)
 
     headers: dict[str, str] = {}
     if image_info.get("image_request_authorization"):
@@ -106,7 +76,7 @@ def validate_image_info(ext: Any, image_info: Any = None, configdrive: Any = Non
     if image_info.get("image_type") == "partition":
         raise errors.InvalidCommandParamsError(
             "Partition images are not supported by this agent yet; use a whole-disk image")
-    checksum.validate_image_info_checksum(image_info, bool(conf_value(ext.agent, "md5_enabled")))
+    checksum.validate_image_info_checksum(image_info, bool(config.current().md5_enabled))
 
 
 def power_action(action: str, argv: list[str] | None = None,
@@ -158,12 +128,12 @@ class StandbyExtension(base.BaseAgentExtension):
         self.partition_uuids = {}
         self.cached_image_id = None
         expected = checksum.expected_checksum(
-            image_info, bool(conf_value(self.agent, "md5_enabled")),
+            image_info, bool(config.current().md5_enabled),
             fetch=lambda url: download.fetch_bytes(url, opts))
         policy = imagewrite.FormatPolicy(
             disk_format=image_info.get("disk_format"),
-            permitted=conf_value(self.agent, "permitted_image_formats"),
-            deep=not conf_value(self.agent, "disable_deep_image_inspection"))
+            permitted=config.current().permitted_image_formats,
+            deep=not config.current().disable_deep_image_inspection)
         LOG.info("Writing image %s from %s to %s", image_id,
                  download.redact_url(image_info["urls"][0]), device)
         with download.ImageStream(image_id, image_info["urls"], opts) as stream:
@@ -173,7 +143,7 @@ class StandbyExtension(base.BaseAgentExtension):
                 cache_dir=self.cache_dir)
         self.last_write = result
         configdrive_mod.rescan(device)
-        table = configdrive_mod.read_partition_table(device)
+        table = partition_table.read_partition_table(device)
         if table is None or not table.partitions:
             raise errors.DeploymentError(
                 f"No partitions found on {device} after writing image {image_id}")
@@ -211,7 +181,7 @@ class StandbyExtension(base.BaseAgentExtension):
         try:
             self.clock_sync()
         except run.CommandError as exc:
-            if conf_value(self.agent, "fail_if_clock_not_set"):
+            if config.current().fail_if_clock_not_set:
                 raise errors.ClockSyncError(str(exc)) from None
             LOG.warning("Could not set the hardware clock: %s", exc)
         try:

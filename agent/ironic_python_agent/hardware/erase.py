@@ -18,10 +18,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ironic_python_agent import errors, run
-from ironic_python_agent.hardware import managers, options
+from ironic_python_agent import config, errors, run
 from ironic_python_agent.hardware.devices import BlockDevice
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class EraseFlags:
         cont = dii.get("agent_continue_if_secure_erase_failed",
                        dii.get("agent_continue_if_ata_erase_failed"))
         concurrency = dii.get("disk_erasure_concurrency")
+        conf = config.current()
         return cls(
             iterations=int(dii.get("agent_erase_devices_iterations", 1)),
             zeroize=_flag(dii.get("agent_erase_devices_zeroize"), True),
@@ -72,11 +73,11 @@ class EraseFlags:
             ata=_flag(dii.get("agent_enable_ata_secure_erase"), True),
             nvme=_flag(dii.get("agent_enable_nvme_secure_erase"), True),
             discard=_flag(dii.get("agent_enable_discard_erase"),
-                          _flag(options.get("enable_discard_erase", False), False)),
+                          bool(conf.enable_discard_erase)),
             skip_read_only=_flag(dii.get("agent_erase_skip_read_only"), False),
             concurrency=int(concurrency) if concurrency else None,
             guard_special=(_flag(dii.get("wipe_special_filesystems"), True)
-                           and _flag(options.get("guard_special_filesystems", True), True)),
+                           and bool(conf.guard_special_filesystems)),
         )
 
 
@@ -258,11 +259,9 @@ def destroy_disk_metadata(path: str, size: int) -> None:
         _zero(path, max(span, size - MiB), min(MiB, size - span))
 
 
-def erase_metadata(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Wipe metadata on every erasable disk and partition (partitions first)."""
+def erase_metadata(node: dict[str, Any], devices: list[BlockDevice]) -> dict[str, Any]:
+    """Wipe metadata on *devices*, disks and partitions (partitions first)."""
     flags = EraseFlags.from_node(node)
-    devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node,
-                                            include_partitions=True)
     tree = collect_device_tree(devices)
     report: dict[str, Any] = {}
     failures: list[str] = []
@@ -524,16 +523,20 @@ def erase_block_device(node: dict[str, Any] | None, device: BlockDevice,
                  "erased" if failed is None else f"erased (after: {failed})")
 
 
-def erase_devices(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Erase every disk, ``disk_erasure_concurrency`` at a time (default: all at once)."""
+Dispatch = Callable[..., Any]
+
+
+def erase_devices(node: dict[str, Any], devices: list[BlockDevice],
+                  everything: list[BlockDevice], dispatch: Dispatch) -> dict[str, Any]:
+    """Erase *devices*, ``disk_erasure_concurrency`` at a time (default: all at once).
+
+    Each disk goes through ``dispatch("erase_block_device", node, device)`` (the
+    managers' dispatch); the disks of *everything* not in *devices* are
+    reported as skipped by ``skip_block_devices``.
+    """
     flags = EraseFlags.from_node(node)
-    devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node)
     kept = {d.name for d in devices}
     report: dict[str, Any] = {}
-    try:
-        everything = managers.dispatch_to_managers("list_block_devices")
-    except errors.RESTError:
-        everything = []
     for device in everything:
         if device.name not in kept:
             report[device.name] = {"method": "none", "seconds": 0.0, "bytes": 0,
@@ -556,7 +559,7 @@ def erase_devices(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str
         workers = flags.concurrency or len(to_erase)
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                    thread_name_prefix="erase") as pool:
-            futures = {pool.submit(_erase_one, node, d): d for d in to_erase}
+            futures = {pool.submit(_erase_one, dispatch, node, d): d for d in to_erase}
             for future, device in futures.items():
                 try:
                     report[device.name] = future.result()
@@ -568,18 +571,18 @@ def erase_devices(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str
     return dict(sorted(report.items()))
 
 
-def _erase_one(node: dict[str, Any], device: BlockDevice) -> dict[str, Any]:
-    result = managers.dispatch_to_managers("erase_block_device", node, device)
+def _erase_one(dispatch: Dispatch, node: dict[str, Any], device: BlockDevice
+               ) -> dict[str, Any]:
+    result = dispatch("erase_block_device", node, device)
     if isinstance(result, dict) and "method" in result:
         return result
     return {"method": "custom", "seconds": None, "bytes": device.size,
             "outcome": "erased", "result": result}
 
 
-def erase_express(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str, Any]:
+def erase_express(node: dict[str, Any], devices: list[BlockDevice]) -> dict[str, Any]:
     """NVMe format where the disk supports it, a metadata wipe everywhere else."""
     flags = EraseFlags.from_node(node)
-    devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node)
     tree = collect_device_tree(devices)
     report: dict[str, Any] = {}
     failures: list[str] = []
@@ -605,3 +608,20 @@ def erase_express(node: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str
     if failures:
         raise errors.BlockDeviceEraseError("; ".join(failures))
     return report
+
+
+def safety_check_block_device(node: dict[str, Any] | None, device: str) -> None:
+    """Raise ProtectedDeviceError when *device* holds a shared-storage file system
+    (GPFS, VMFS, GFS2), unless ``guard_special_filesystems`` is off or the node's
+    ``driver_internal_info.wipe_special_filesystems`` is false (upstream's name)."""
+    if not config.current().guard_special_filesystems:
+        return
+    dii = (node or {}).get("driver_internal_info") or {}
+    if not _flag(dii.get("wipe_special_filesystems"), True):
+        return
+    entry = _probe(os.path.basename(device))
+    ptype = str(entry.get("parttype") or "").lower()
+    if ptype in PROTECTED_PART_TYPES:
+        raise errors.ProtectedDeviceError(device, PROTECTED_PART_TYPES[ptype])
+    if entry.get("fstype") in PROTECTED_FSTYPES:
+        raise errors.ProtectedDeviceError(device, PROTECTED_FSTYPES[str(entry["fstype"])])

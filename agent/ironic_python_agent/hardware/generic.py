@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from ironic_python_agent import errors, run
+from ironic_python_agent import config, errors, run
 from ironic_python_agent.hardware import disks, erase, inventory, managers, options, root_hints
 from ironic_python_agent.hardware.devices import (
     CPU,
@@ -62,10 +62,46 @@ class GenericHardwareManager(managers.HardwareManager):
         return self._dmi
 
     def list_network_interfaces(self) -> list[NetworkInterface]:
-        return inventory.collect_interfaces()
+        """Each interface through ``get_interface_info`` of the best manager that
+        answers (a vendor manager may describe its NICs), LLDP from
+        ``collect_lldp_data`` when ``ipa-collect-lldp`` is set, then ``filter_device``."""
+        names = inventory.interface_candidates()
+        lldp: dict[str, Any] = {}
+        if config.current().collect_lldp:
+            try:
+                lldp = managers.dispatch_to_managers("collect_lldp_data",
+                                                     interface_names=names) or {}
+            except errors.HardwareManagerMethodNotFound:
+                lldp = {}
+        found = []
+        for name in names:
+            try:
+                iface = managers.dispatch_to_managers("get_interface_info",
+                                                      interface_name=name)
+            except errors.HardwareManagerMethodNotFound:
+                LOG.debug("No hardware manager describes interface %s", name)
+                continue
+            iface.lldp = lldp.get(name) if lldp else None
+            found.append(iface)
+        return managers.filter_devices(found)
+
+    def collect_lldp_data(self, interface_names: list[str] | None = None
+                          ) -> dict[str, list[tuple[int, str]]]:
+        """``{interface: [(tlv type, hex value), ...]}`` from one LLDP frame per interface,
+        waiting up to ``lldp_timeout`` seconds."""
+        from ironic_python_agent.inspection import lldp
+
+        names = [n for n in (interface_names if interface_names is not None
+                             else inventory.interface_candidates()) if n != "lo"]
+        try:
+            lldp.bring_up(names)
+            return lldp.capture(names, float(config.current().lldp_timeout))
+        except OSError as exc:
+            LOG.warning("Cannot collect LLDP data: %s", exc)
+            return {}
 
     def get_interface_info(self, interface_name: str) -> NetworkInterface:
-        ipv6 = inventory.parse_if_inet6(inventory._read("/proc/net/if_inet6") or "")
+        ipv6 = {interface_name: [a] if (a := self.get_ipv6_addr(interface_name)) else []}
         found = inventory.read_interface(interface_name, ipv6)
         if found is None:
             raise errors.IncompatibleHardwareMethodError(
@@ -74,6 +110,11 @@ class GenericHardwareManager(managers.HardwareManager):
 
     def get_ipv4_addr(self, interface_id: str) -> str | None:
         return inventory.ipv4_address(interface_id)
+
+    def get_ipv6_addr(self, interface_id: str) -> str | None:
+        """The interface's first IPv6 address, global ones before link-local ones."""
+        ipv6 = inventory.parse_if_inet6(inventory._read("/proc/net/if_inet6") or "")
+        return next(iter(ipv6.get(interface_id) or []), None)
 
     def get_bios_given_nic_name(self, interface_name: str) -> str | None:
         return inventory.bios_given_name(interface_name)
@@ -109,15 +150,7 @@ class GenericHardwareManager(managers.HardwareManager):
                            all_serial_and_wwn: bool = False) -> list[BlockDevice]:
         found = disks.list_all_block_devices(include_partitions=include_partitions,
                                              allow=options.allowlist())
-        kept = []
-        for device in found:
-            try:
-                device = managers.dispatch_to_managers("filter_device", device)
-            except errors.HardwareManagerMethodNotFound:
-                pass
-            if device is not None:
-                kept.append(device)
-        return kept
+        return managers.filter_devices(found)
 
     def get_skip_list_from_node_for_disks(self, node: dict[str, Any] | None,
                                           block_devices: list[BlockDevice] | None = None
@@ -192,11 +225,14 @@ class GenericHardwareManager(managers.HardwareManager):
 
     def erase_devices_metadata(self, node: dict[str, Any], ports: list[dict[str, Any]]
                                ) -> dict[str, Any]:
-        return erase.erase_metadata(node, ports)
+        devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node,
+                                                include_partitions=True)
+        return erase.erase_metadata(node, devices)
 
     def erase_devices_express(self, node: dict[str, Any], ports: list[dict[str, Any]]
                               ) -> dict[str, Any]:
-        return erase.erase_express(node, ports)
+        devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node)
+        return erase.erase_express(node, devices)
 
     def erase_pstore(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> list[str]:
         """Delete the kernel crash records kept in the pstore filesystem."""

@@ -24,8 +24,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ironic_python_agent import run
-from ironic_python_agent.hardware import options
+from ironic_python_agent import config, run
+from ironic_python_agent.hardware import node_cache
+from ironic_python_agent.inspection import dmi
 from ironic_python_agent.hardware.devices import (
     CPU,
     BootInfo,
@@ -34,7 +35,6 @@ from ironic_python_agent.hardware.devices import (
     NetworkInterface,
     SystemFirmware,
     SystemVendorInfo,
-    to_json,
 )
 
 LOG = logging.getLogger(__name__)
@@ -129,31 +129,10 @@ def parse_meminfo_total(text: str) -> int | None:
 
 
 def parse_dmidecode(text: str) -> list[tuple[str, dict[str, str]]]:
-    """``dmidecode`` output as ``[(section title, {field: value})]``."""
-    sections: list[tuple[str, dict[str, str]]] = []
-    title: str | None = None
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if line.startswith("Handle "):
-            if title is not None:
-                sections.append((title, fields))
-            title, fields = "", {}
-            continue
-        if title == "" and not line.startswith(("\t", " ")):
-            title = line.strip()
-            continue
-        if title is None:
-            continue
-        if line.startswith("\t\t"):
-            continue  # list items (e.g. characteristics)
-        key, sep, value = line.strip().partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    if title is not None:
-        sections.append((title, fields))
-    return sections
+    """``dmidecode`` output as ``[(section title, {field: value})]``: the records of
+    the one dmidecode parser (:func:`inspection.dmi.parse_records`), text fields only."""
+    return [(title, {k: v for k, v in fields.items() if isinstance(v, str)})
+            for title, fields in dmi.parse_records(text)]
 
 
 _SIZE_UNITS = {"kB": 1 / 1024, "KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024 * 1024}
@@ -403,13 +382,10 @@ class BMCProbe:
 
 def skip_bmc() -> bool:
     """Lookup's ``agent_skip_bmc_detect`` (set on the cached node) or the option."""
-    from ironic_python_agent.hardware import managers
-
-    node = managers.get_cached_node() or {}
+    node = node_cache.get() or {}
     if node.get("skip_bmc_detect"):
         return True
-    value = options.get("skip_bmc_detect", False)
-    return bool(value) and str(value).lower() not in ("0", "false", "no")
+    return bool(config.current().skip_bmc_detect)
 
 
 # --- network interfaces -------------------------------------------------------------
@@ -527,7 +503,7 @@ def bios_given_name(name: str) -> str | None:
 def collect_interfaces(net: str = "/sys/class/net",
                        proc: str = "/proc") -> list[NetworkInterface]:
     ipv6 = parse_if_inet6(_read(f"{proc}/net/if_inet6") or "")
-    if options.get("collect_lldp", False):
+    if config.current().collect_lldp:
         warn_once("lldp", "LLDP collection is not supported by this agent; lldp is null")
     found = []
     for name in interface_candidates(net):
@@ -541,35 +517,4 @@ def collect_interfaces(net: str = "/sys/class/net",
 
 def collect_boot_info(sys: str = "/sys") -> BootInfo:
     mode = "uefi" if os.path.isdir(f"{sys}/firmware/efi") else "bios"
-    return BootInfo(current_boot_mode=mode, pxe_interface=options.params().get("BOOTIF"))
-
-
-# --- the whole inventory ----------------------------------------------------------------
-
-def _safe(what: str, func: Any, empty: Any = None) -> Any:
-    """A piece of the inventory; an unexpected failure nulls it with one warning."""
-    try:
-        return to_json(func())
-    except Exception as exc:  # noqa: BLE001 - the inventory must never fail as a whole
-        warn_once(f"inventory-{what}", "Cannot collect %s (reported as %r): %s", what, empty,
-                  exc)
-        return empty
-
-
-def build(manager: Any) -> dict[str, Any]:
-    """The inventory in upstream's key order, as plain JSON values."""
-    info: dict[str, Any] = {
-        "interfaces": _safe("interfaces", manager.list_network_interfaces, []),
-        "cpu": _safe("cpu", manager.get_cpus),
-        "disks": _safe("disks", manager.list_block_devices, []),
-        "memory": _safe("memory", manager.get_memory),
-        "bmc_address": _safe("bmc_address", manager.get_bmc_address),
-        "bmc_v6address": _safe("bmc_v6address", manager.get_bmc_v6address),
-        "system_vendor": _safe("system_vendor", manager.get_system_vendor_info),
-        "boot": _safe("boot", manager.get_boot_info),
-        "hostname": _safe("hostname", socket.gethostname),
-    }
-    mac = _safe("bmc_mac", manager.get_bmc_mac)
-    if mac:
-        info["bmc_mac"] = mac
-    return info
+    return BootInfo(current_boot_mode=mode, pxe_interface=config.params().get("BOOTIF"))

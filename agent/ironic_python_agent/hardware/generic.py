@@ -62,7 +62,24 @@ class GenericHardwareManager(managers.HardwareManager):
         return self._dmi
 
     def list_network_interfaces(self) -> list[NetworkInterface]:
-        return inventory.collect_interfaces()
+        lldp_data = None
+        if options.get("collect_lldp", False):
+            # As upstream: through the managers, so a vendor's collect_lldp_data wins.
+            try:
+                lldp_data = managers.dispatch_to_managers(
+                    "collect_lldp_data", interface_names=inventory.interface_candidates())
+            except Exception as exc:  # noqa: BLE001 - LLDP must not cost the inventory
+                LOG.warning("Cannot collect LLDP data: %s", exc)
+        return inventory.collect_interfaces(lldp_data=lldp_data)
+
+    def collect_lldp_data(self, interface_names: list[str] | None = None
+                          ) -> dict[str, list[list[Any]]]:
+        """``{ifname: [[type, "<hex>"], ...]}`` heard within ``lldp_timeout`` (upstream's)."""
+        from ironic_python_agent.inspection import lldp
+
+        if interface_names is None:
+            interface_names = inventory.interface_candidates()
+        return lldp.collect(interface_names, float(options.get("lldp_timeout", 30.0)))
 
     def get_interface_info(self, interface_name: str) -> NetworkInterface:
         ipv6 = inventory.parse_if_inet6(inventory._read("/proc/net/if_inet6") or "")

@@ -241,6 +241,20 @@ class GenericHardwareManager(managers.HardwareManager):
             raise result.command_error
         return result.command_result
 
+    def inject_files(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                     files: list[dict[str, Any]] | None = None, verify_ca: bool = True) -> None:
+        """The ``inject_files`` deploy/service step (see inject_files.py)."""
+        from ironic_python_agent import download, inject_files
+
+        opts = download.DownloadOptions(
+            connect_timeout=float(options.get("image_download_connection_timeout", 60)),
+            retries=0, insecure=bool(options.get("insecure", False)) or not verify_ca,
+            cafile=options.get("cafile", None), certfile=options.get("certfile", None),
+            keyfile=options.get("keyfile", None))
+        inject_files.inject_files(
+            node, ports, files,
+            lambda: managers.dispatch_to_managers("get_os_install_device"), opts)
+
     # --- steps -----------------------------------------------------------------------
 
     def get_clean_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -257,8 +271,16 @@ class GenericHardwareManager(managers.HardwareManager):
         return [
             _step("erase_devices_metadata", 0),
             _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS),
+            _inject_files_step(),
         ]
 
     def get_service_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
                           ) -> list[dict[str, Any]]:
-        return [_step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS)]
+        return [_step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
+
+
+def _inject_files_step() -> dict[str, Any]:
+    from ironic_python_agent import inject_files
+
+    return _step("inject_files", int(options.get("inject_files_priority", 0)),
+                 argsinfo=inject_files.ARGSINFO)

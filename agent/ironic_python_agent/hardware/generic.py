@@ -226,6 +226,13 @@ class GenericHardwareManager(managers.HardwareManager):
                 removed.append(os.path.join(mount, name))
         return removed
 
+    def clean_uefi_nvram(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                         match_patterns: list[str] | None = None) -> None:
+        """Remove UEFI boot entries matching *match_patterns* (see nvram.py)."""
+        from ironic_python_agent.hardware import nvram
+
+        nvram.clean_uefi_nvram(match_patterns)
+
     # --- deploy ----------------------------------------------------------------------
 
     def write_image(self, node: dict[str, Any], ports: list[dict[str, Any]],
@@ -264,6 +271,7 @@ class GenericHardwareManager(managers.HardwareManager):
             _step("erase_devices_metadata", 99, abortable=True),
             _step("erase_devices_express", 0, abortable=True),
             _step("erase_pstore", 0, abortable=True),
+            _clean_uefi_nvram_step(abortable=True),
         ]
 
     def get_deploy_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -271,6 +279,7 @@ class GenericHardwareManager(managers.HardwareManager):
         return [
             _step("erase_devices_metadata", 0),
             _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS),
+            _clean_uefi_nvram_step(),
             _inject_files_step(),
         ]
 
@@ -284,3 +293,9 @@ def _inject_files_step() -> dict[str, Any]:
 
     return _step("inject_files", int(options.get("inject_files_priority", 0)),
                  argsinfo=inject_files.ARGSINFO)
+
+
+def _clean_uefi_nvram_step(abortable: bool | None = None) -> dict[str, Any]:
+    from ironic_python_agent.hardware import nvram
+
+    return _step("clean_uefi_nvram", 0, abortable=abortable, argsinfo=nvram.ARGSINFO)

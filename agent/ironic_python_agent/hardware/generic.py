@@ -233,6 +233,29 @@ class GenericHardwareManager(managers.HardwareManager):
 
         nvram.clean_uefi_nvram(match_patterns)
 
+    # --- burn-in (see burnin.py) ---------------------------------------------------------
+
+    def burnin_cpu(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.stress_ng(node, "cpu")
+
+    def burnin_memory(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.stress_ng(node, "vm")
+
+    def burnin_disk(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        devices = self.list_block_devices_check_skip_list(node)
+        burnin.fio_disk(node, [d.name for d in devices if d.kind != "part"])
+
+    def burnin_network(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.fio_network(node)
+
     # --- deploy ----------------------------------------------------------------------
 
     def write_image(self, node: dict[str, Any], ports: list[dict[str, Any]],
@@ -272,6 +295,8 @@ class GenericHardwareManager(managers.HardwareManager):
             _step("erase_devices_express", 0, abortable=True),
             _step("erase_pstore", 0, abortable=True),
             _clean_uefi_nvram_step(abortable=True),
+            *(_step(f"burnin_{what}", 0, abortable=True)
+              for what in ("cpu", "disk", "memory", "network")),
         ]
 
     def get_deploy_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -285,7 +310,10 @@ class GenericHardwareManager(managers.HardwareManager):
 
     def get_service_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
                           ) -> list[dict[str, Any]]:
-        return [_step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
+        # burnin_disk is left out, as upstream: it would destroy the instance's data.
+        return [*(_step(f"burnin_{what}", 0, abortable=True)
+                  for what in ("cpu", "memory", "network")),
+                _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
 
 
 def _inject_files_step() -> dict[str, Any]:

@@ -61,6 +61,9 @@ def parse_args(argv: list[str]) -> Context:
                    help="agent wheel (default: the one in out/dist/)")
     p.add_argument("--pip-python", default=env("TINYIPA_PIP_PYTHON", sys.executable),
                    help="a Python with pip, used to fetch and install wheels")
+    p.add_argument("--burnin", action="store_true",
+                   default=env("TINYIPA_BURNIN", "") not in ("", "0"),
+                   help="add stress-ng and fio for the burn-in steps (beyond the 30 MB budget)")
     p.add_argument("--out", default=str(out / "tinyipa"))
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")
@@ -77,7 +80,8 @@ def parse_args(argv: list[str]) -> Context:
         extra_python=_words(a.extra_python), ssh_keys=_keys(a.ssh_key),
         password_hash=a.password_hash,
         ca_bundle=Path(a.ca_bundle).resolve() if a.ca_bundle else None,
-        compression=a.compression, pip_python=a.pip_python, refresh=a.refresh)
+        compression=a.compression, pip_python=a.pip_python, refresh=a.refresh,
+        options=["burnin"] if a.burnin else [])
 
 
 def main(argv: list[str]) -> int:

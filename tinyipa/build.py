@@ -50,6 +50,7 @@ class Context:
     password_hash: str | None = None
     ca_bundle: Path | None = None
     compression: str = "zstd"
+    options: list[str] = field(default_factory=list)  # [options.<name>] of tinyipa.toml
     pip_python: str = sys.executable
     refresh: bool = False
     config: dict[str, Any] = field(default_factory=dict)
@@ -66,10 +67,28 @@ class Context:
         return self.cache / "work" / self.name
 
 
+def apply_options(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """*config* with the ``[options.<name>]`` tables of *names* merged in."""
+    merged = {k: v for k, v in config.items() if k != "options"}
+    known = config.get("options", {})
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown build option {name!r} "
+                             f"(tinyipa.toml has {', '.join(sorted(known))})")
+        for key, value in known[name].items():
+            if isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = list(merged.get(key, [])) + [v for v in value
+                                                           if v not in merged.get(key, [])]
+    return merged
+
+
 def build(ctx: Context) -> None:
     ctx.out.mkdir(parents=True, exist_ok=True)
     ctx.log = Log(ctx.out / "build.log")
-    ctx.config = tomllib.loads((HERE / "tinyipa.toml").read_text())
+    ctx.config = apply_options(tomllib.loads((HERE / "tinyipa.toml").read_text()),
+                               ctx.options)
     ctx.log.say(f"tinyipa: building {ctx.name} ({ctx.release}) into {ctx.out}; "
                 f"log {ctx.log.path}")
     fetch_packages(ctx)
@@ -522,6 +541,7 @@ def write_manifest(ctx: Context) -> None:
         lines += [f"input extra-module {m}" for m in ctx.extra_modules]
         lines += [f"input extra-package {p}" for p in ctx.extra_packages]
         lines += [f"input extra-python {p}" for p in ctx.extra_python]
+        lines += [f"input option {o}" for o in ctx.options]
         lines.append(f"input ssh-keys {len(ctx.ssh_keys)}")
         lines.append(f"input password {'set' if ctx.password_hash else 'none'}")
         if ctx.ca_bundle:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum, download, errors, image_write, run
+from ironic_python_agent import checksum, download, errors, image_write, ntp, run
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
 
@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "image_server_user": None,
     "image_server_password": None,
     "fail_if_clock_not_set": False,
+    "ntp_server": None,
     "ignore_bootloader_failure": None,
 }
 CACHE_DIR = "/tmp"
@@ -135,6 +136,7 @@ class StandbyExtension(base.BaseAgentExtension):
         self.device_finder: Callable[[], str] = _install_device
         self.power_action: Callable[[str], None] = power_action
         self.clock_sync: Callable[[], None] = _set_hardware_clock
+        self.ntp_sync: Callable[..., Any] = ntp.sync_clock
         self.disk_sync: Callable[[], None] = _sync_all_disks
         self.cache_dir = CACHE_DIR
 
@@ -203,6 +205,9 @@ class StandbyExtension(base.BaseAgentExtension):
     # --- power --------------------------------------------------------------------
 
     def _shutdown(self, action: str) -> None:
+        # As upstream: the software clock from ntp_server, then the hardware clock from it.
+        self.ntp_sync(conf_value(self.agent, "ntp_server"),
+                      fail=bool(conf_value(self.agent, "fail_if_clock_not_set")))
         try:
             self.clock_sync()
         except run.CommandError as exc:

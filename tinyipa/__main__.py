@@ -64,6 +64,10 @@ def parse_args(argv: list[str]) -> Context:
     p.add_argument("--burnin", action="store_true",
                    default=env("TINYIPA_BURNIN", "") not in ("", "0"),
                    help="add stress-ng and fio for the burn-in steps (beyond the 30 MB budget)")
+    p.add_argument("--extra-hardware", action="store_true",
+                   default=env("TINYIPA_EXTRA_HARDWARE", "") not in ("", "0"),
+                   help="add python-hardware, lshw, ethtool and lspci for the "
+                        "extra-hardware inspection collector (beyond the 30 MB budget)")
     p.add_argument("--out", default=str(out / "tinyipa"))
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")
@@ -81,7 +85,8 @@ def parse_args(argv: list[str]) -> Context:
         password_hash=a.password_hash,
         ca_bundle=Path(a.ca_bundle).resolve() if a.ca_bundle else None,
         compression=a.compression, pip_python=a.pip_python, refresh=a.refresh,
-        options=["burnin"] if a.burnin else [])
+        options=[o for o, on in (("burnin", a.burnin), ("extra-hardware", a.extra_hardware))
+                 if on])
 
 
 def main(argv: list[str]) -> int:

@@ -76,7 +76,10 @@ def apply_options(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
             raise ValueError(f"unknown build option {name!r} "
                              f"(tinyipa.toml has {', '.join(sorted(known))})")
         for key, value in known[name].items():
-            if isinstance(value, dict):
+            if key == "python_unprune":
+                merged["python_prune"] = [p for p in merged.get("python_prune", [])
+                                          if p not in value]
+            elif isinstance(value, dict):
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = list(merged.get(key, [])) + [v for v in value
@@ -89,6 +92,7 @@ def build(ctx: Context) -> None:
     ctx.log = Log(ctx.out / "build.log")
     ctx.config = apply_options(tomllib.loads((HERE / "tinyipa.toml").read_text()),
                                ctx.options)
+    ctx.extra_python += [p for p in ctx.config.pop("python", []) if p not in ctx.extra_python]
     ctx.log.say(f"tinyipa: building {ctx.name} ({ctx.release}) into {ctx.out}; "
                 f"log {ctx.log.path}")
     fetch_packages(ctx)

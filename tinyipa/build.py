@@ -119,8 +119,8 @@ def fetch_packages(ctx: Context) -> None:
         apt = Apt(ctx.cache, ctx.release, ctx.log)
         updated = apt.update(max_age=0 if ctx.refresh else 24 * 3600)
         names = list(ctx.config["packages"]) + ctx.extra_packages
-        if ctx.ssh_keys:
-            names.append("dropbear-bin")
+        # dropbear: SSH for the rescue user (always) and debug keys (--ssh-key)
+        names.append("dropbear-bin")
         ctx.packages = apt.resolve(names)
         apt.download(ctx.packages)
         notes.append(f"{len(ctx.packages)} .debs for {ctx.release}"
@@ -273,11 +273,22 @@ def target_python(ctx: Context) -> list[str]:
 
 
 def write_console_scripts(ctx: Context, site: Path) -> None:
-    """/usr/bin wrappers for the agent wheel's console scripts."""
+    """/usr/bin wrappers for the console scripts of the agent wheel and --extra-python."""
     with zipfile.ZipFile(ctx.wheel) as whl:
         entry = next((n for n in whl.namelist()
                       if n.endswith(".dist-info/entry_points.txt")), None)
-        text = whl.read(entry).decode() if entry else ""
+        texts = [whl.read(entry).decode() if entry else ""]
+    wanted = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("-", "_")
+              for r in ctx.extra_python}
+    for info in sorted(site.glob("*.dist-info")):
+        dist = info.name.rsplit("-", 1)[0].lower().replace("-", "_")
+        if dist in wanted and (info / "entry_points.txt").exists():
+            texts.append((info / "entry_points.txt").read_text())
+    for text in texts:
+        _write_scripts(ctx, text)
+
+
+def _write_scripts(ctx: Context, text: str) -> None:
     section = ""
     for line in text.splitlines():
         line = line.strip()
@@ -369,10 +380,12 @@ def configure_login(ctx: Context) -> None:
     """Debugging access, off unless asked for: SSH keys (dropbear), console password."""
     root = ctx.root
     with ctx.log.step("login") as notes:
+        # dropbear is always there for rescue (/init starts it after finalize_rescue);
+        # at boot it only runs with --ssh-key.
+        root.add_binary("dropbear")
+        root.add_binary("dropbearkey")
+        (root.path / "etc/dropbear").mkdir(parents=True, exist_ok=True)
         if ctx.ssh_keys:
-            root.add_binary("dropbear")
-            root.add_binary("dropbearkey")
-            (root.path / "etc/dropbear").mkdir(parents=True, exist_ok=True)
             root.write_file("/root/.ssh/authorized_keys", "\n".join(ctx.ssh_keys) + "\n", 0o600)
             (root.path / "root/.ssh").chmod(0o700)
             notes.append(f"ssh with {len(ctx.ssh_keys)} key(s)")

@@ -59,7 +59,9 @@ def test_image_layout(tinyipa_files: dict[str, cpio.Entry]) -> None:
                     "usr/sbin/hdparm", "usr/bin/efibootmgr", "usr/sbin/mdadm",
                     "usr/bin/ip", "usr/bin/openssl", "usr/bin/udevadm", "usr/bin/busybox"):
         assert program in tinyipa_files, program
-    assert "usr/sbin/dropbear" not in tinyipa_files  # debug login is off by default
+    # dropbear is there for rescue; no debug login by default (no keys, no root password)
+    assert "usr/sbin/dropbear" in tinyipa_files
+    assert "root/.ssh/authorized_keys" not in tinyipa_files
     names = set(tinyipa_files)
     for pruned in ("usr/lib/python3.11/tkinter", "usr/lib/python3.11/idlelib",
                    "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/test"):

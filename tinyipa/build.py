@@ -382,8 +382,8 @@ def configure_login(ctx: Context) -> None:
     with ctx.log.step("login") as notes:
         # dropbear is always there for rescue (/init starts it after finalize_rescue);
         # at boot it only runs with --ssh-key.
+        # (no dropbearkey: dropbear -R makes its host keys itself)
         root.add_binary("dropbear")
-        root.add_binary("dropbearkey")
         (root.path / "etc/dropbear").mkdir(parents=True, exist_ok=True)
         if ctx.ssh_keys:
             root.write_file("/root/.ssh/authorized_keys", "\n".join(ctx.ssh_keys) + "\n", 0o600)

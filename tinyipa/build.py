@@ -281,7 +281,7 @@ def write_console_scripts(ctx: Context, site: Path) -> None:
     wanted = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("-", "_")
               for r in ctx.extra_python}
     for info in sorted(site.glob("*.dist-info")):
-        dist = info.name.rsplit("-", 1)[0].lower().replace("-", "_")
+        dist = info.name.split("-", 1)[0].lower()  # name-version.dist-info
         if dist in wanted and (info / "entry_points.txt").exists():
             texts.append((info / "entry_points.txt").read_text())
     for text in texts:

@@ -42,6 +42,13 @@ def parse_args(argv: list[str]) -> Context:
                    help="agent wheel (default: the one in out/dist/)")
     p.add_argument("--pip-python", default=env("TINYIPA_PIP_PYTHON", sys.executable),
                    help="a Python with pip, used to fetch and install wheels")
+    p.add_argument("--burnin", action="store_true",
+                   default=env("TINYIPA_BURNIN", "") not in ("", "0"),
+                   help="add stress-ng and fio for the burn-in steps (beyond the 30 MB budget)")
+    p.add_argument("--extra-hardware", action="store_true",
+                   default=env("TINYIPA_EXTRA_HARDWARE", "") not in ("", "0"),
+                   help="add python-hardware, lshw, ethtool and lspci for the "
+                        "extra-hardware inspection collector (beyond the 30 MB budget)")
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")
     a = p.parse_args(argv)
@@ -59,7 +66,9 @@ def parse_args(argv: list[str]) -> Context:
         password_hash=c.password_hash,
         ca_bundle=Path(a.ca_bundle).resolve() if a.ca_bundle else None,
         compression=a.compression, pip_python=a.pip_python,
-        refresh=a.refresh or c.rebuild, rebuild=c.rebuild, common=c)
+        refresh=a.refresh or c.rebuild, rebuild=c.rebuild, common=c,
+        options=[o for o, on in (("burnin", a.burnin), ("extra-hardware", a.extra_hardware))
+                 if on])
 
 
 def main(argv: list[str]) -> int:

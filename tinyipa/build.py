@@ -51,6 +51,7 @@ class Context:
     password_hash: str | None = None
     ca_bundle: Path | None = None
     compression: str = "zstd"
+    options: list[str] = field(default_factory=list)  # [options.<name>] of tinyipa.toml
     pip_python: str = sys.executable
     refresh: bool = False
     rebuild: bool = False
@@ -69,10 +70,32 @@ class Context:
         return self.cache / "work" / self.name
 
 
+def apply_options(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """*config* with the ``[options.<name>]`` tables of *names* merged in."""
+    merged = {k: v for k, v in config.items() if k != "options"}
+    known = config.get("options", {})
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown build option {name!r} "
+                             f"(tinyipa.toml has {', '.join(sorted(known))})")
+        for key, value in known[name].items():
+            if key == "python_unprune":
+                merged["python_prune"] = [p for p in merged.get("python_prune", [])
+                                          if p not in value]
+            elif isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = list(merged.get(key, [])) + [v for v in value
+                                                           if v not in merged.get(key, [])]
+    return merged
+
+
 def build(ctx: Context) -> None:
     ctx.out.mkdir(parents=True, exist_ok=True)
     ctx.log = Log(ctx.out / "build.log")
-    ctx.config = tomllib.loads((HERE / "tinyipa.toml").read_text())
+    ctx.config = apply_options(tomllib.loads((HERE / "tinyipa.toml").read_text()),
+                               ctx.options)
+    ctx.extra_python += [p for p in ctx.config.pop("python", []) if p not in ctx.extra_python]
     ctx.log.say(f"tinyipa: building {ctx.name} ({ctx.release}) into {ctx.out}; "
                 f"log {ctx.log.path}")
     fetch_packages(ctx)
@@ -105,8 +128,8 @@ def fetch_packages(ctx: Context) -> None:
         updated = apt.update(max_age=0 if ctx.refresh else 24 * 3600)
         names = list(dict.fromkeys(list(ctx.config["packages"]) + programs.packages("tinyipa")
                                    + ctx.extra_packages))
-        if ctx.ssh_keys:
-            names.append("dropbear-bin")
+        # dropbear: SSH for the rescue user (always) and debug keys (--ssh-key)
+        names.append("dropbear-bin")
         ctx.packages = apt.resolve(names)
         apt.download(ctx.packages)
         notes.append(f"{len(ctx.packages)} .debs for {ctx.release}"
@@ -275,11 +298,22 @@ def target_python(ctx: Context) -> list[str]:
 
 
 def write_console_scripts(ctx: Context, site: Path) -> None:
-    """/usr/bin wrappers for the agent wheel's console scripts."""
+    """/usr/bin wrappers for the console scripts of the agent wheel and --extra-python."""
     with zipfile.ZipFile(ctx.wheel) as whl:
         entry = next((n for n in whl.namelist()
                       if n.endswith(".dist-info/entry_points.txt")), None)
-        text = whl.read(entry).decode() if entry else ""
+        texts = [whl.read(entry).decode() if entry else ""]
+    wanted = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("-", "_")
+              for r in ctx.extra_python}
+    for info in sorted(site.glob("*.dist-info")):
+        dist = info.name.split("-", 1)[0].lower()  # name-version.dist-info
+        if dist in wanted and (info / "entry_points.txt").exists():
+            texts.append((info / "entry_points.txt").read_text())
+    for text in texts:
+        _write_scripts(ctx, text)
+
+
+def _write_scripts(ctx: Context, text: str) -> None:
     section = ""
     for line in text.splitlines():
         line = line.strip()
@@ -371,10 +405,12 @@ def configure_login(ctx: Context) -> None:
     """Debugging access, off unless asked for: SSH keys (dropbear), console password."""
     root = ctx.root
     with ctx.log.step("login") as notes:
+        # dropbear is always there for rescue (/init starts it after finalize_rescue);
+        # at boot it only runs with --ssh-key.
+        # (no dropbearkey: dropbear -R makes its host keys itself)
+        root.add_binary("dropbear")
+        (root.path / "etc/dropbear").mkdir(parents=True, exist_ok=True)
         if ctx.ssh_keys:
-            root.add_binary("dropbear")
-            root.add_binary("dropbearkey")
-            (root.path / "etc/dropbear").mkdir(parents=True, exist_ok=True)
             root.write_file("/root/.ssh/authorized_keys", "\n".join(ctx.ssh_keys) + "\n", 0o600)
             (root.path / "root/.ssh").chmod(0o700)
             notes.append(f"ssh with {len(ctx.ssh_keys)} key(s)")
@@ -547,6 +583,7 @@ def write_manifest(ctx: Context) -> None:
         lines += [f"input extra-module {m}" for m in ctx.extra_modules]
         lines += [f"input extra-package {p}" for p in ctx.extra_packages]
         lines += [f"input extra-python {p}" for p in ctx.extra_python]
+        lines += [f"input option {o}" for o in ctx.options]
         lines.append(f"input ssh-keys {len(ctx.ssh_keys)}")
         lines.append(f"input password {'set' if ctx.password_hash else 'none'}")
         if ctx.ca_bundle:

@@ -17,7 +17,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from ironic_python_agent import config, errors, ironic, jsonhttp, memory, net, tls
+from ironic_python_agent import config, errors, ironic, jsonhttp, memory, net, ntp, tls
 from ironic_python_agent.extensions import base
 
 LOG = logging.getLogger(__name__)
@@ -394,6 +394,8 @@ class Agent(base.ExecuteCommandMixin):
             net.wait_for_macs(timeout=60, bootif=self.params.get("BOOTIF"))
             node_uuid = self._run_inspection()
             urls = self._resolve_api_urls()
+            # As upstream: step the clock before anything runs (mDNS may name the server).
+            ntp.sync_clock(self.conf.ntp_server, fail=self.conf.fail_if_clock_not_set)
             if urls:
                 self.client = self._make_client(urls)
                 self._start_early_certificate()

@@ -24,6 +24,10 @@ LOG = logging.getLogger(__name__)
 ESP_GPT_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ESP_MBR_TYPE = "ef"
 _ENTRY = re.compile(r"^Boot([0-9A-Fa-f]{4})\*?\s+(.*?)\t(.*)$")
+# Without a tab (older efibootmgr), the device path starts at a known node type.
+_ENTRY_SPACED = re.compile(
+    r"^Boot([0-9A-Fa-f]{4})\*?\s+(.*?)\s+"
+    r"((?:BBS|HD|FvFile|FvVol|PciRoot|VenMsg|VenHw|UsbClass)\(.*)$")
 _FILE = re.compile(r"File\(([^)]*)\)")
 _MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1"}
 
@@ -39,6 +43,7 @@ class BootEntry:
     number: str
     label: str
     path: str | None
+    device_path: str = ""  # the whole UEFI device path as efibootmgr -v shows it
 
 
 def efi_arch(machine: str | None = None) -> str:
@@ -118,11 +123,11 @@ def parse_efibootmgr(text: str) -> list[BootEntry]:
     """Entries from ``efibootmgr -v`` output."""
     entries = []
     for line in text.splitlines():
-        m = _ENTRY.match(line)
+        m = _ENTRY.match(line) or _ENTRY_SPACED.match(line)
         if m:
             f = _FILE.search(m.group(3))
             entries.append(BootEntry(m.group(1), m.group(2).strip(),
-                                     f.group(1) if f else None))
+                                     f.group(1) if f else None, m.group(3).strip()))
     return entries
 
 

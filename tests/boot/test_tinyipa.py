@@ -10,6 +10,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def test_image_layout(tinyipa_files: dict[str, cpio.Entry]) -> None:
                     "usr/sbin/hdparm", "usr/bin/efibootmgr", "usr/sbin/mdadm",
                     "usr/bin/ip", "usr/bin/openssl", "usr/bin/udevadm", "usr/bin/busybox"):
         assert program in tinyipa_files, program
-    assert "usr/sbin/dropbear" not in tinyipa_files  # debug login is off by default
+    # dropbear is there for rescue; no debug login by default (no keys, no root password)
+    assert "usr/sbin/dropbear" in tinyipa_files
+    assert "root/.ssh/authorized_keys" not in tinyipa_files
     names = set(tinyipa_files)
     for pruned in ("usr/lib/python3.11/tkinter", "usr/lib/python3.11/idlelib",
                    "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/test"):
@@ -260,7 +263,7 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
     with FakeIronic() as ironic:
         spec = GuestSpec(
             name=f"tinyipa-{memory_mib}m", kernel=kernel, initrd=initramfs,
-            memory_mib=memory_mib, disk_size=DISK_SIZE,
+            memory_mib=memory_mib, disk_size=DISK_SIZE, forward_ports=(9999, 22),
             append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
                     "ipa-insecure=1"))
         with Guest(spec) as guest:
@@ -283,4 +286,24 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
                 result = api.command("rescue.finalize_rescue",
                                      {"rescue_password": hashed, "hashed": True})
                 assert result["command_status"] == "SUCCEEDED", result
-                guest.wait_for_console(r"rescue mode: user 'rescue' enabled", timeout=120)
+                guest.wait_for_console(r"rescue mode: SSH for user 'rescue'", timeout=120)
+                assert rescue_ssh(guest.forwards[22], "rescue-me", "id -u") == "0"
+                with pytest.raises(AssertionError, match="Permission denied"):
+                    rescue_ssh(guest.forwards[22], "wrong-password", "id -u", attempts=1)
+
+
+def rescue_ssh(port: int, password: str, command: str, attempts: int = 10) -> str:
+    """Run *command* over SSH as ``rescue`` with *password* (sshpass + OpenSSH)."""
+    argv = ["sshpass", "-p", password, "ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
+            "-o", "PreferredAuthentications=password", "-o", "ConnectTimeout=30",
+            "rescue@127.0.0.1", command]
+    last = None
+    for _ in range(attempts):
+        # dropbear may still be making its host key under TCG: retry a while.
+        last = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if last.returncode == 0 or "Permission denied" in last.stderr:
+            break
+        time.sleep(3)
+    assert last is not None and last.returncode == 0, last.stderr if last else None
+    return last.stdout.strip()

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""LLDP: TLV parsing from a frame, and live capture of a frame sent on ``lo``."""
+"""LLDP: TLV parsing from a frame, and live capture of a frame sent on ``lo``.
+
+The inventory and the ``lldp`` collector on veth pairs: tests/functional/test_lldp.py.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ def sample_frame() -> bytes:
 def test_parse_tlvs_of_a_switch_frame() -> None:
     tlvs = lldp.parse_tlvs(sample_frame())
     types = [t for t, _ in tlvs]
-    assert types == [1, 2, 3, 4, 5, 127, 127, 127, 127, 127]  # End TLV left out
+    assert types == [1, 2, 3, 4, 5, 127, 127, 127, 127, 127, 0]  # End TLV last, as upstream
+    assert tlvs[-1] == (0, "")
     assert tlvs[0] == (1, "0488e0f3b5a1c0")  # chassis id, subtype 4 = MAC
     assert bytes.fromhex(tlvs[1][1]) == b"\x05ge-0/0/7"  # port id, subtype 5 = ifname
     assert int(tlvs[2][1], 16) == 120
@@ -45,7 +49,9 @@ def test_encode_is_the_inverse_of_parse() -> None:
     raw = [(1, b"\x04\x02\x00\x00\x00\x00\x01"), (2, b"\x05eth9"), (3, b"\x00\x78"),
            (8, bytes(range(40)))]
     frame = lldp.encode_frame(bytes.fromhex("020000000001"), raw)
-    assert lldp.parse_tlvs(frame) == [(t, v.hex()) for t, v in raw]
+    assert lldp.parse_tlvs(frame) == [(t, v.hex()) for t, v in raw] + [(0, "")]
+    # Ethernet padding after the End TLV is not read as more (0, "") TLVs.
+    assert lldp.parse_tlvs(frame + bytes(20)) == lldp.parse_tlvs(frame)
     with pytest.raises(ValueError):
         lldp.encode_tlv(128, b"")
 
@@ -74,7 +80,7 @@ def test_capture_on_loopback_gets_the_frame_and_skips_missing_interfaces() -> No
 
 
 def test_capture_times_out_with_nothing_heard() -> None:
-    assert lldp.capture(["lo"], timeout=0.2) == {}
+    assert lldp.capture(["lo"], timeout=0.2) == {"lo": []}
 
 
 def test_is_up_reads_the_flags(tmp_path: Path) -> None:
@@ -85,21 +91,3 @@ def test_is_up_reads_the_flags(tmp_path: Path) -> None:
     assert lldp.is_up("eth0", tmp_path)
     assert not lldp.is_up("eth1", tmp_path)
     assert not lldp.is_up("eth2", tmp_path)
-
-
-def test_lldp_collector_listens_on_the_inventory_interfaces() -> None:
-    from oslo_config import cfg
-
-    from ironic_python_agent.inspection import collectors
-    from ironic_python_agent.inspector import AccumulatedFailures
-
-    conf = cfg.ConfigOpts()
-    conf.register_opts([cfg.FloatOpt("lldp_timeout", default=10.0)])
-    conf([])
-    data = {"inventory": {"interfaces": [{"name": "lo"}]}}
-    sender = _send_on_lo(sample_frame(), 0.3)
-    try:
-        collectors.collect_lldp(data, AccumulatedFailures(), collectors.Context(conf=conf))
-    finally:
-        sender.join()
-    assert data["lldp_raw"] == {"lo": [list(t) for t in lldp.parse_tlvs(sample_frame())]}

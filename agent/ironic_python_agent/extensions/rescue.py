@@ -1,11 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``rescue``: hand the node over to the rescue user, then stop serving."""
+"""``rescue``: hand the node over to the rescue user, then stop serving.
+
+``finalize_rescue`` hashes the password (unless Ironic sent a hash), keeps it
+in upstream's ``/etc/ipa-rescue-config/ipa-rescue-password``, sets it on the
+``rescue`` account (rescue_user.py) and marks the node rescued; the image then
+keeps an SSH server accepting that password running (tinyipa's /init, dib's
+and coreos' ``lean-ipa-rescue`` unit).
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from ironic_python_agent import errors
+from ironic_python_agent import errors, rescue_user
 from ironic_python_agent.extensions import base
 from ironic_python_agent.run import CommandError, Secret, run
 
@@ -25,6 +33,7 @@ def hash_password(password: str) -> str:
 class RescueExtension(base.BaseAgentExtension):
     password_file = PASSWORD_FILE
     rescued_marker = RESCUED_MARKER
+    root = Path("/")  # where /etc/passwd and /etc/shadow live (tests use their own)
 
     @base.sync_command("finalize_rescue")
     def finalize_rescue(self, rescue_password: str = "", hashed: bool = False) -> None:
@@ -36,6 +45,11 @@ class RescueExtension(base.BaseAgentExtension):
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(value)
+        try:
+            rescue_user.set_rescue_user(value, self.root)
+        except (OSError, ValueError) as exc:
+            raise errors.CommandExecutionError(
+                f"cannot set up the rescue user: {exc}") from None
         with open(self.rescued_marker, "a", encoding="utf-8"):
             pass
         if self.agent is not None:

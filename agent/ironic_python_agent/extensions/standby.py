@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum, config, download, errors, imagewrite, paths, run
+from ironic_python_agent import checksum, config, download, errors, imagewrite, ntp, paths, run
 from ironic_python_agent import partition_table
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
@@ -110,6 +110,7 @@ class StandbyExtension(base.BaseAgentExtension):
         self.device_finder: Callable[[], str] = _install_device
         self.power_action: Callable[[str], None] = power_action
         self.clock_sync: Callable[[], None] = _set_hardware_clock
+        self.ntp_sync: Callable[..., Any] = ntp.sync_clock
         self.disk_sync: Callable[[], None] = _sync_all_disks
         self.cache_dir = CACHE_DIR
 
@@ -178,6 +179,9 @@ class StandbyExtension(base.BaseAgentExtension):
     # --- power --------------------------------------------------------------------
 
     def _shutdown(self, action: str) -> None:
+        # As upstream: the software clock from ntp_server, then the hardware clock from it.
+        self.ntp_sync(config.current().ntp_server,
+                      fail=bool(config.current().fail_if_clock_not_set))
         try:
             self.clock_sync()
         except run.CommandError as exc:

@@ -86,19 +86,13 @@ class GenericHardwareManager(managers.HardwareManager):
         return managers.filter_devices(found)
 
     def collect_lldp_data(self, interface_names: list[str] | None = None
-                          ) -> dict[str, list[tuple[int, str]]]:
-        """``{interface: [(tlv type, hex value), ...]}`` from one LLDP frame per interface,
-        waiting up to ``lldp_timeout`` seconds."""
+                          ) -> dict[str, list[list[Any]]]:
+        """``{ifname: [[type, "<hex>"], ...]}`` heard within ``lldp_timeout`` (upstream's)."""
         from ironic_python_agent.inspection import lldp
 
-        names = [n for n in (interface_names if interface_names is not None
-                             else inventory.interface_candidates()) if n != "lo"]
-        try:
-            lldp.bring_up(names)
-            return lldp.capture(names, float(config.current().lldp_timeout))
-        except OSError as exc:
-            LOG.warning("Cannot collect LLDP data: %s", exc)
-            return {}
+        if interface_names is None:
+            interface_names = inventory.interface_candidates()
+        return lldp.collect(interface_names, float(config.current().lldp_timeout))
 
     def get_interface_info(self, interface_name: str) -> NetworkInterface:
         ipv6 = {interface_name: [a] if (a := self.get_ipv6_addr(interface_name)) else []}
@@ -245,6 +239,36 @@ class GenericHardwareManager(managers.HardwareManager):
                 removed.append(os.path.join(mount, name))
         return removed
 
+    def clean_uefi_nvram(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                         match_patterns: list[str] | None = None) -> None:
+        """Remove UEFI boot entries matching *match_patterns* (see nvram.py)."""
+        from ironic_python_agent.hardware import nvram
+
+        nvram.clean_uefi_nvram(match_patterns)
+
+    # --- burn-in (see burnin.py) ---------------------------------------------------------
+
+    def burnin_cpu(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.stress_ng(node, "cpu")
+
+    def burnin_memory(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.stress_ng(node, "vm")
+
+    def burnin_disk(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        devices = self.list_block_devices_check_skip_list(node)
+        burnin.fio_disk(node, [d.name for d in devices if d.kind != "part"])
+
+    def burnin_network(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.fio_network(node)
+
     # --- deploy ----------------------------------------------------------------------
 
     def write_image(self, node: dict[str, Any], ports: list[dict[str, Any]],
@@ -260,6 +284,20 @@ class GenericHardwareManager(managers.HardwareManager):
             raise result.command_error
         return result.command_result
 
+    def inject_files(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                     files: list[dict[str, Any]] | None = None, verify_ca: bool = True) -> None:
+        """The ``inject_files`` deploy/service step (see inject_files.py)."""
+        from ironic_python_agent import download, inject_files
+
+        conf = config.current()
+        opts = download.DownloadOptions(
+            connect_timeout=float(conf.image_download_connection_timeout),
+            retries=0, insecure=bool(conf.insecure) or not verify_ca,
+            cafile=conf.cafile, certfile=conf.certfile, keyfile=conf.keyfile)
+        inject_files.inject_files(
+            node, ports, files,
+            lambda: managers.dispatch_to_managers("get_os_install_device"), opts)
+
     # --- steps -----------------------------------------------------------------------
 
     def get_clean_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -269,6 +307,9 @@ class GenericHardwareManager(managers.HardwareManager):
             _step("erase_devices_metadata", 99, abortable=True),
             _step("erase_devices_express", 0, abortable=True),
             _step("erase_pstore", 0, abortable=True),
+            _clean_uefi_nvram_step(abortable=True),
+            *(_step(f"burnin_{what}", 0, abortable=True)
+              for what in ("cpu", "disk", "memory", "network")),
         ]
 
     def get_deploy_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -276,8 +317,26 @@ class GenericHardwareManager(managers.HardwareManager):
         return [
             _step("erase_devices_metadata", 0),
             _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS),
+            _clean_uefi_nvram_step(),
+            _inject_files_step(),
         ]
 
     def get_service_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
                           ) -> list[dict[str, Any]]:
-        return [_step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS)]
+        # burnin_disk is left out, as upstream: it would destroy the instance's data.
+        return [*(_step(f"burnin_{what}", 0, abortable=True)
+                  for what in ("cpu", "memory", "network")),
+                _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
+
+
+def _inject_files_step() -> dict[str, Any]:
+    from ironic_python_agent import inject_files
+
+    return _step("inject_files", int(config.current().inject_files_priority or 0),
+                 argsinfo=inject_files.ARGSINFO)
+
+
+def _clean_uefi_nvram_step(abortable: bool | None = None) -> dict[str, Any]:
+    from ironic_python_agent.hardware import nvram
+
+    return _step("clean_uefi_nvram", 0, abortable=abortable, argsinfo=nvram.ARGSINFO)

@@ -500,15 +500,20 @@ def bios_given_name(name: str) -> str | None:
     return out or None
 
 
-def collect_interfaces(net: str = "/sys/class/net",
-                       proc: str = "/proc") -> list[NetworkInterface]:
+def collect_interfaces(net: str = "/sys/class/net", proc: str = "/proc",
+                       lldp_data: Any = None) -> list[NetworkInterface]:
+    """The interfaces; with *lldp_data* (``{ifname: [[type, hex], ...]}``) their ``lldp``.
+
+    As upstream, an interface missing from *lldp_data* (or all of them when it
+    is empty) gets ``lldp: null``; one that stayed silent gets ``[]``.
+    """
     ipv6 = parse_if_inet6(_read(f"{proc}/net/if_inet6") or "")
-    if config.current().collect_lldp:
-        warn_once("lldp", "LLDP collection is not supported by this agent; lldp is null")
     found = []
     for name in interface_candidates(net):
         iface = read_interface(name, ipv6, net)
         if iface is not None:
+            if lldp_data:
+                iface.lldp = lldp_data.get(name)
             found.append(iface)
     return found
 

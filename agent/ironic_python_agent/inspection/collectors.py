@@ -241,11 +241,8 @@ def collect_lldp(data: dict[str, Any], failures: Failures,
                  context: Context = DEFAULT_CONTEXT) -> None:
     """``lldp_raw``: ``{ifname: [[type, hex], ...]}`` captured on all interfaces at once."""
     net = context.sysfs / "class" / "net"
-    names = lldp_interfaces(data, net)
-    lldp.bring_up(names, net)
     timeout = float(context.option("lldp_timeout", 30.0))
-    captured = lldp.capture(names, timeout)
-    data["lldp_raw"] = {name: [list(t) for t in tlvs] for name, tlvs in captured.items()}
+    data["lldp_raw"] = lldp.collect(lldp_interfaces(data, net), timeout, net)
 
 
 def collect_extra_hardware(data: dict[str, Any], failures: Failures,

@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """LLDP: raw TLVs captured from every interface at once.
 
+The one LLDP parser of the agent: the inventory (``interfaces[].lldp`` with
+``ipa-collect-lldp=1``) and the ``lldp`` inspection collector (``lldp_raw``)
+both come through :func:`collect`.
+
 Capture opens one ``AF_PACKET`` socket per interface for ethertype 0x88cc,
 asks the kernel for promiscuous reception on it (a socket membership, so it
 ends when the socket closes and leaves the interface flags alone), and waits
-with one ``select`` over all sockets until each interface has delivered a
-frame or the timeout passes. The TLVs go to Ironic as ``[type, "<hex>"]``
-pairs; Ironic's LLDP hooks decode them.
+with one ``select`` over all sockets. As upstream, each wait lasts up to the
+timeout and restarts after every frame; the first wait in which no remaining
+interface hears anything ends the capture, and those interfaces get an empty
+list. The TLVs go to Ironic as ``[type, "<hex>"]`` pairs, the End TLV
+included as upstream sends it; Ironic's LLDP hooks decode them.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ import logging
 import select
 import socket
 import struct
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ironic_python_agent.run import run
 
@@ -45,7 +51,8 @@ def parse_tlvs(frame: bytes) -> list[Tlv]:
     """TLVs of one Ethernet frame carrying LLDP, as ``(type, hex value)`` pairs.
 
     Each TLV starts with a 16-bit header: 7 bits of type, 9 bits of length.
-    Parsing stops at the End TLV (not included) or at the first TLV that
+    The End TLV is the last pair (as upstream reports it); what follows it is
+    Ethernet padding and is not read. Parsing also stops at the first TLV that
     runs past the end of the frame.
     """
     tlvs: list[Tlv] = []
@@ -54,14 +61,14 @@ def parse_tlvs(frame: bytes) -> list[Tlv]:
         (header,) = struct.unpack_from("!H", frame, offset)
         tlv_type, length = header >> 9, header & 0x1FF
         offset += 2
-        if tlv_type == TLV_END:
-            break
         if offset + length > len(frame):
             LOG.warning("Truncated LLDP TLV of type %d (length %d, %d bytes left)",
                         tlv_type, length, len(frame) - offset)
             break
         tlvs.append((tlv_type, frame[offset:offset + length].hex()))
         offset += length
+        if tlv_type == TLV_END:
+            break
     return tlvs
 
 
@@ -107,10 +114,12 @@ def _open(ifname: str) -> socket.socket:
 
 
 def capture(interfaces: Sequence[str], timeout: float) -> dict[str, list[Tlv]]:
-    """Wait up to *timeout* seconds for one LLDP frame on each of *interfaces*.
+    """One LLDP frame from each of *interfaces*, waiting up to *timeout* s at a time.
 
-    Returns the TLVs per interface that answered; interfaces that could not
-    be opened or stayed silent are left out (and logged).
+    Every wait covers all interfaces still silent and lasts up to *timeout*
+    seconds; a frame restarts it, a wait without any frame ends the capture
+    (upstream's semantics). Interfaces that stayed silent map to ``[]``;
+    interfaces that could not be opened are left out (and logged).
     """
     sockets: dict[socket.socket, str] = {}
     for name in interfaces:
@@ -119,13 +128,13 @@ def capture(interfaces: Sequence[str], timeout: float) -> dict[str, list[Tlv]]:
         except OSError as exc:
             LOG.warning("Cannot listen for LLDP on %s: %s", name, exc)
     found: dict[str, list[Tlv]] = {}
-    deadline = time.monotonic() + timeout
     try:
         while sockets:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            LOG.info("Waiting up to %.1f s for LLDP on %s", timeout,
+                     ", ".join(sorted(sockets.values())))
+            readable, _, _ = select.select(list(sockets), [], [], timeout)
+            if not readable:
                 break
-            readable, _, _ = select.select(list(sockets), [], [], left)
             for sock in readable:
                 try:
                     frame, address = sock.recvfrom(MAX_FRAME)
@@ -139,9 +148,25 @@ def capture(interfaces: Sequence[str], timeout: float) -> dict[str, list[Tlv]]:
                 found[name] = parse_tlvs(frame)
     finally:
         for sock, name in sockets.items():
-            LOG.info("No LLDP frame on %s within %.1f s", name, timeout)
+            LOG.warning("No LLDP frame on %s within %.1f s", name, timeout)
+            found[name] = []
             sock.close()
     return found
+
+
+def collect(interfaces: Sequence[str], timeout: float,
+            sys_class_net: Path = Path("/sys/class/net")) -> dict[str, list[list[Any]]]:
+    """``{ifname: [[type, "<hex>"], ...]}`` for *interfaces* (``lo`` never listened on).
+
+    Interfaces that are down are brought up first, since a down interface
+    hears nothing. This is what the inventory's ``lldp`` fields and the
+    ``lldp`` collector's ``lldp_raw`` hold.
+    """
+    names = [n for n in interfaces if n != "lo"]
+    if not names:
+        return {}
+    bring_up(names, sys_class_net)
+    return {name: [list(t) for t in tlvs] for name, tlvs in capture(names, timeout).items()}
 
 
 def is_up(ifname: str, sys_class_net: Path = Path("/sys/class/net")) -> bool:

@@ -23,3 +23,6 @@ export DIB_LEAN_IPA_VENV=${DIB_LEAN_IPA_VENV:-/opt/lean-ipa}
 export DIB_LEAN_IPA_NETWORK_WAIT=${DIB_LEAN_IPA_NETWORK_WAIT:-20}
 # A PEM bundle of extra CAs the agent should trust (e.g. Ironic's CA).
 export DIB_LEAN_IPA_CA_BUNDLE=${DIB_LEAN_IPA_CA_BUNDLE:-}
+# 1: add python-hardware (PyPI "hardware") and lshw/ethtool for the
+# extra-hardware inspection collector.
+export DIB_LEAN_IPA_EXTRA_HARDWARE=${DIB_LEAN_IPA_EXTRA_HARDWARE:-0}

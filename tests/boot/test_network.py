@@ -94,3 +94,42 @@ def test_ip_parameter(kind: str, tinyipa_image: tuple[Path, Path], ironic: FakeI
         beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300, heartbeat_timeout=120)
         want = "10.0.2.51" if kind == "static" else "10.0.2.15"
         assert beat["callback_url"].split("://")[1].startswith(f"{want}:"), beat
+
+
+def monitor(sock: Path, command: str) -> None:
+    """One human-monitor command to QEMU on its unix socket."""
+    import socket
+    import time
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        s.settimeout(5)
+        time.sleep(0.5)  # the banner
+        s.sendall(command.encode() + b"\n")
+        time.sleep(0.5)
+
+
+def test_active_backup_bond_survives_a_cut_link(tmp_path: Path,
+                                                tinyipa_image: tuple[Path, Path]) -> None:
+    """Two virtio NICs (each on its own user network, both reach the host) in an
+    active-backup bond with a static address; the active one's link is cut after
+    the first heartbeat and heartbeats keep coming through the other."""
+    kernel, initrd = tinyipa_image
+    sock = tmp_path / "monitor.sock"
+    second = ("-netdev", "user,id=net1", "-device", "virtio-net-pci,netdev=net1,"
+              "mac=52:54:00:be:ef:02", "-monitor", f"unix:{sock},server=on,wait=off")
+    with FakeIronic(heartbeat_timeout=10) as ironic:
+        append = ("console=ttyS0 net.ifnames=0 bond=bond0:eth0,eth1:mode=active-backup,"
+                  "miimon=100,primary=eth0 ip=10.0.2.60::10.0.2.2:24::bond0:none "
+                  f"ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1")
+        with Guest(GuestSpec(name="net-bond", kernel=kernel, initrd=initrd, append=append,
+                             extra_args=second)) as guest:
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300,
+                                        heartbeat_timeout=120)
+            assert beat["callback_url"].split("://")[1].startswith("10.0.2.60:"), beat
+            guest.wait_for_console(r"lean-ipa-network: bond0 up 10\.0\.2\.60/24", timeout=5)
+            monitor(sock, "set_link net0 off")
+            count = len(ironic.heartbeats)
+            guest.wait_for_console(r"bond0: .*(link status definitely down|making interface "
+                                   r"eth1 the new active one)", timeout=60)
+            ironic.wait_for_heartbeat(timeout=60, count=count + 2)

@@ -246,6 +246,8 @@ def test_wait_state_and_summary():
     plan = kplan("ip=192.0.2.5:::24::eth0:none ip=[fd00::5]:::64::eth0:none ip=eth1:dhcp")
     assert applying.missing(plan, state) == ["eth0 fd00::5/64", "eth1 DHCPv4"]
     assert applying.missing(plan, state, failed={"eth0", "eth1"}) == []
+    plan = kplan("ip=10.0.0.5:::24::eth1:none")
+    assert applying.missing(plan, state) == ["eth1 10.0.0.5/24", "eth1 link up"]
     assert applying.summary(state) == ["eth0 up 192.0.2.5/24 fd00::5/64 (tentative)",
                                        "eth1 down"]
 

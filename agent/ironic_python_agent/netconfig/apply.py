@@ -335,6 +335,8 @@ def missing(plan: Plan, state: dict[str, dict[str, Any]], failed: set[str] = fro
     for addr in plan.addresses:
         if addr.link in failed:
             continue
+        if not state.get(addr.link, {}).get("up"):
+            waits.append(f"{addr.link} link up")
         have = dict(state.get(addr.link, {}).get("addrs", []))
         if have.get(str(addr.address), True):  # absent or tentative
             waits.append(f"{addr.link} {addr.address}")

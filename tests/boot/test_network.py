@@ -11,6 +11,7 @@ the console shows no "has 10.0.2.15" line from the DHCP hook).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import Iterator
@@ -133,3 +134,30 @@ def test_active_backup_bond_survives_a_cut_link(tmp_path: Path,
             guest.wait_for_console(r"bond0: .*(link status definitely down|making interface "
                                    r"eth1 the new active one)", timeout=60)
             ironic.wait_for_heartbeat(timeout=60, count=count + 2)
+
+
+@pytest.mark.parametrize("kind", ["slaac", "static"])
+def test_ipv6_only(kind: str, tinyipa_image: tuple[Path, Path]) -> None:
+    """No IPv4 at all: lookup and heartbeat to Ironic at QEMU's fec0::2 (the host's ::1),
+    with SLAAC from QEMU's router advertisements or a static address; the automatic
+    TLS certificate names the IPv6 address the callback URL carries."""
+    kernel, initrd = tinyipa_image
+    ip = {"slaac": "ip=eth0:auto6", "static": "ip=[fec0::50]::[fec0::2]:64::eth0:none"}[kind]
+    with FakeIronic(host="::1") as ironic:
+        append = (f"console=ttyS0 net.ifnames=0 {ip} ipa-api-url=http://[fec0::2]:"
+                  f"{ironic.port} ipa-insecure=1")
+        with Guest(GuestSpec(name=f"net-ipv6-{kind}", kernel=kernel, initrd=initrd,
+                             append=append)) as guest:
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300,
+                                        heartbeat_timeout=120)
+    url = beat["callback_url"]
+    assert url.startswith("https://[fec0::") and url.endswith("]:9999"), url
+    address = url.split("[")[1].split("]")[0]
+    if kind == "static":
+        assert address == "fec0::50"
+    text = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+                          input=beat["agent_verify_ca"], capture_output=True, text=True,
+                          check=True).stdout
+    named = [ipaddress.ip_address(word.split(":", 1)[1]) for word in
+             text.replace(",", " ").split() if word.startswith("Address:")]
+    assert ipaddress.ip_address(address) in named, text

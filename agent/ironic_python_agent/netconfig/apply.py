@@ -118,6 +118,7 @@ class Applier:
         self.run_dir = run_dir
         self.clients = dhcp_clients() if clients is None else clients
         self.failed: set[str] = set()
+        self.v6: set[str] = set()
 
     def problem(self, where: str, text: str) -> None:
         LOG.warning("%s: %s", where, text)
@@ -203,15 +204,17 @@ class Applier:
                 self.ip("link", "set", "dev", link.name, "mtu", str(link.mtu))
             except _StepFailed as exc:
                 self.problem(f"{link.source}.mtu", str(exc))
+        if link.name in self.v6:  # before it is up: no SLAAC address on a static link
+            self.ipv6(link.name, link.name in self.plan.slaac)
         self.ip("link", "set", "dev", link.name, "up")
 
     def ipv6(self, name: str, slaac: bool) -> None:
         conf = self.proc / "ipv6" / "conf" / name
         try:
             self.write(conf / "disable_ipv6", "0")
-            if slaac:
-                self.write(conf / "accept_ra", "2" if self.forwarding() else "1")
-                self.write(conf / "autoconf", "1")
+            self.write(conf / "accept_ra", "2" if self.forwarding() else "1")
+            # static only: router advertisements still give routes, not addresses
+            self.write(conf / "autoconf", "1" if slaac else "0")
         except _StepFailed as exc:
             self.problem(f"{name} IPv6", str(exc))
 
@@ -231,6 +234,8 @@ class Applier:
                 self.runner(["ip", "-4", "addr", "flush", "dev", name], check=False)
             if plan.link(name) is None and not plan.dhcp_everywhere:
                 self.runner(["ip", "link", "set", "dev", name, "down"], check=False)
+        self.v6 = ({a.link for a in plan.addresses if a.address.version == 6}
+                   | set(plan.slaac) | {d.link for d in plan.dhcp if d.family == 6})
         for link in plan.ordered_links():
             try:
                 self.link(link)
@@ -238,10 +243,6 @@ class Applier:
                 self.failed.add(link.name)
                 self.problem(f"{link.source}.{exc.field}" if exc.field else link.source,
                              f"{exc}; {link.name} not configured")
-        v6 = {a.link for a in plan.addresses if a.address.version == 6}
-        for name in sorted(v6 | set(plan.slaac) | {d.link for d in plan.dhcp if d.family == 6}):
-            if name not in self.failed:
-                self.ipv6(name, name in plan.slaac)
         for addr in plan.addresses:
             if addr.link in self.failed:
                 continue

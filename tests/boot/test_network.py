@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Static networks under QEMU (TCG): the tinyipa ISO that Ironic's own virtual-media
+code builds with ``node.network_data`` injected (openstack/latest/network_data.json
+on the VMEDIA_BOOT_ISO), and the ``ip=`` kernel parameter.
+
+The guests sit on QEMU user networking; its DHCP server would hand out
+10.0.2.15, so a lookup and a heartbeat whose callback URL names 10.0.2.50
+prove the static address is the one in use (the image never asked for a lease:
+the console shows no "has 10.0.2.15" line from the DHCP hook).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.boot.agent_checks import lookup_and_heartbeat
+from tests.boot.qemu import Guest, GuestSpec
+from tests.boot.test_iso import ironic_python, tinyipa_iso_inputs  # noqa: F401 - fixtures
+from tests.fake_ironic import FakeIronic
+
+pytestmark = pytest.mark.boot
+
+TOP = Path(__file__).resolve().parents[2]
+OUT = TOP / "out"
+
+# What prepare_deploy_iso does with network_data (ironic/drivers/modules/image_utils.py):
+# the JSON as bytes, injected at openstack/latest/network_data.json of the UEFI ISO.
+IRONIC_BUILDS_VMEDIA_ISO = """
+import json, sys
+from ironic.common import images
+out, kernel, ramdisk, deploy_iso, params, network_data = sys.argv[1:]
+data = json.dumps(json.loads(network_data), indent=2).encode("utf-8")
+images.create_esp_image_for_uefi(out, kernel, ramdisk, deploy_iso=deploy_iso,
+                                 kernel_cmd_line=params,
+                                 inject_files={data: "openstack/latest/network_data.json"})
+"""
+
+
+@pytest.fixture
+def ironic() -> Iterator[FakeIronic]:
+    with FakeIronic() as server:
+        yield server
+
+
+def network_data(mac: str) -> dict:
+    return {"links": [{"id": "port-0", "type": "phy", "ethernet_mac_address": mac,
+                       "mtu": 1500},
+                      # a NIC this machine does not have: logged, the rest still applies
+                      {"id": "port-9", "type": "phy",
+                       "ethernet_mac_address": "52:54:00:99:99:99"}],
+            "networks": [{"id": "net-0", "type": "ipv4", "link": "port-0",
+                          "ip_address": "10.0.2.50", "netmask": "255.255.255.0",
+                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                      "gateway": "10.0.2.2"}]}],
+            "services": [{"type": "dns", "address": "10.0.2.3"}]}
+
+
+def test_ironic_vmedia_iso_with_network_data(tmp_path: Path, tinyipa_iso_inputs: tuple[
+        Path, Path], ironic_python: Path, ironic: FakeIronic) -> None:  # noqa: F811
+    kernel, initrd = tinyipa_iso_inputs
+    spec = GuestSpec(name="net-vmedia-static", iso=tmp_path / "ironic.iso", firmware="uefi")
+    params = (f"console=ttyS0 boot_method=vmedia ipa-api-url=http://10.0.2.2:{ironic.port} "
+              "ipa-insecure=1")
+    done = subprocess.run(
+        [str(ironic_python), "-c", IRONIC_BUILDS_VMEDIA_ISO, str(spec.iso), str(kernel),
+         str(initrd), str(OUT / "iso" / "tinyipa.iso"), params,
+         json.dumps(network_data(spec.mac))], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with Guest(spec) as guest:
+        beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=400, heartbeat_timeout=120)
+        assert beat["callback_url"].split("://")[1].startswith("10.0.2.50:"), beat
+        console = guest.console_path.read_text(errors="replace")
+    assert "network_data.json from /dev/sr0" in console
+    assert "ignored links[1].ethernet_mac_address: no interface has MAC 52:54:00:99:99:99" \
+        in console
+    assert "up 10.0.2.50/24" in console
+    assert "has 10.0.2.15" not in console  # no DHCP lease was taken
+
+
+@pytest.mark.parametrize("kind", ["static", "dhcp"])
+def test_ip_parameter(kind: str, tinyipa_image: tuple[Path, Path], ironic: FakeIronic) -> None:
+    kernel, initrd = tinyipa_image
+    ip = {"static": "ip=10.0.2.51::10.0.2.2:255.255.255.0:node:eth0:none",
+          "dhcp": "ip=eth0:dhcp"}[kind]
+    append = (f"console=ttyS0 net.ifnames=0 {ip} ipa-api-url=http://10.0.2.2:{ironic.port} "
+              "ipa-insecure=1")
+    with Guest(GuestSpec(name=f"net-ip-{kind}", kernel=kernel, initrd=initrd,
+                         append=append)) as guest:
+        beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300, heartbeat_timeout=120)
+        want = "10.0.2.51" if kind == "static" else "10.0.2.15"
+        assert beat["callback_url"].split("://")[1].startswith(f"{want}:"), beat
+
+
+def monitor(sock: Path, command: str) -> None:
+    """One human-monitor command to QEMU on its unix socket."""
+    import socket
+    import time
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        s.settimeout(5)
+        time.sleep(0.5)  # the banner
+        s.sendall(command.encode() + b"\n")
+        time.sleep(0.5)
+
+
+def test_active_backup_bond_survives_a_cut_link(tmp_path: Path,
+                                                tinyipa_image: tuple[Path, Path]) -> None:
+    """Two virtio NICs (each on its own user network, both reach the host) in an
+    active-backup bond with a static address; the active one's link is cut after
+    the first heartbeat and heartbeats keep coming through the other."""
+    kernel, initrd = tinyipa_image
+    sock = tmp_path / "monitor.sock"
+    second = ("-netdev", "user,id=net1", "-device", "virtio-net-pci,netdev=net1,"
+              "mac=52:54:00:be:ef:02", "-monitor", f"unix:{sock},server=on,wait=off")
+    with FakeIronic(heartbeat_timeout=10) as ironic:
+        append = ("console=ttyS0 net.ifnames=0 bond=bond0:eth0,eth1:mode=active-backup,"
+                  "miimon=100,primary=eth0 ip=10.0.2.60::10.0.2.2:24::bond0:none "
+                  f"ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1")
+        with Guest(GuestSpec(name="net-bond", kernel=kernel, initrd=initrd, append=append,
+                             extra_args=second)) as guest:
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300,
+                                        heartbeat_timeout=120)
+            assert beat["callback_url"].split("://")[1].startswith("10.0.2.60:"), beat
+            guest.wait_for_console(r"lean-ipa-network: bond0 up 10\.0\.2\.60/24", timeout=5)
+            monitor(sock, "set_link net0 off")
+            count = len(ironic.heartbeats)
+            guest.wait_for_console(r"bond0: .*(link status definitely down|making interface "
+                                   r"eth1 the new active one)", timeout=60)
+            ironic.wait_for_heartbeat(timeout=60, count=count + 2)
+
+
+@pytest.mark.parametrize("kind", ["slaac", "static"])
+def test_ipv6_only(kind: str, tinyipa_image: tuple[Path, Path]) -> None:
+    """No IPv4 at all: lookup and heartbeat to Ironic at QEMU's fec0::2 (the host's ::1),
+    with SLAAC from QEMU's router advertisements or a static address; the automatic
+    TLS certificate names the IPv6 address the callback URL carries."""
+    kernel, initrd = tinyipa_image
+    ip = {"slaac": "ip=eth0:auto6", "static": "ip=[fec0::50]::[fec0::2]:64::eth0:none"}[kind]
+    with FakeIronic(host="::1") as ironic:
+        append = (f"console=ttyS0 net.ifnames=0 {ip} ipa-api-url=http://[fec0::2]:"
+                  f"{ironic.port} ipa-insecure=1")
+        with Guest(GuestSpec(name=f"net-ipv6-{kind}", kernel=kernel, initrd=initrd,
+                             append=append)) as guest:
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300,
+                                        heartbeat_timeout=120)
+    url = beat["callback_url"]
+    assert url.startswith("https://[fec0::") and url.endswith("]:9999"), url
+    address = url.split("[")[1].split("]")[0]
+    if kind == "static":
+        assert address == "fec0::50"
+    text = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+                          input=beat["agent_verify_ca"], capture_output=True, text=True,
+                          check=True).stdout
+    named = [ipaddress.ip_address(word.split(":", 1)[1]) for word in
+             text.replace(",", " ").split() if word.startswith("Address:")]
+    assert ipaddress.ip_address(address) in named, text

@@ -24,3 +24,17 @@ def test_every_kernel_parameter_is_documented():
 def test_readme_gives_the_two_commands():
     text = README.read_text()
     assert "./build.sh test" in text and "./build.sh tinyipa" in text
+
+
+DOC = README.parent / "doc"
+
+
+def test_every_doc_page_is_valid_rest_and_linked_from_readme():
+    pages = sorted(DOC.glob("*.rst"))
+    assert pages, "doc/ has no pages"
+    text = README.read_text()
+    unlinked = [p.name for p in pages if f"<doc/{p.name}>`_" not in text]
+    assert not unlinked, f"README.rst does not link doc pages: {unlinked}"
+    for page in pages:
+        docutils.core.publish_string(page.read_text(), writer="null",
+                                     settings_overrides={"report_level": 2, "halt_level": 2})

@@ -138,8 +138,13 @@ def _create(device: str, table: PartitionTable) -> Partition:
 
 
 def rescan(device: str) -> None:
-    """Make the kernel and udev see a changed partition table (best effort)."""
-    for argv in (["partprobe", device], ["udevadm", "settle"]):
+    """Make the kernel and udev see a changed partition table (best effort).
+
+    ``partx -a`` adds, from its own reading of the table, partitions the kernel did
+    not (a kernel built without a partition-table parser sees none after partprobe);
+    it leaves the ones the kernel already has.
+    """
+    for argv in (["partprobe", device], ["partx", "-a", device], ["udevadm", "settle"]):
         try:
             run.run(argv, check=False, timeout=120)
         except run.CommandError as exc:

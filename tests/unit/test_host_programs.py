@@ -131,7 +131,8 @@ def listed() -> set[str]:
 
 
 def test_every_program_run_is_listed_with_its_package() -> None:
-    known = listed()
+    # tests/fakebin replays captured output of tools that need hardware: not host programs
+    known = listed() | {p.name for p in (TOP / "tests/fakebin").iterdir()}
     unlisted = {prog: where for prog, where in runs().items() if prog not in known}
     assert not unlisted, ("run but not in buildlib/host-programs.toml: "
                           + "; ".join(f"{p} ({', '.join(w[:3])})" for p, w in sorted(unlisted.items())))

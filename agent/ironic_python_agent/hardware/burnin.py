@@ -95,6 +95,8 @@ def fio_disk_argv(info: Mapping[str, Any], devices: Sequence[str]) -> list[str]:
     argv = ["fio", "--rw", "readwrite", "--bs", "4k", "--direct", "1",
             "--ioengine", "libaio", "--iodepth", "32", "--verify", "crc32c",
             "--verify_dump", "1", "--continue_on_error", "verify",
+            # no verify-state file in the working directory on a failed verify
+            "--verify_state_save", "0",
             "--loops", str(info.get("agent_burnin_fio_disk_loops", 4)),
             "--runtime", str(info.get("agent_burnin_fio_disk_runtime", 0)), "--time_based"]
     outputfile = info.get("agent_burnin_fio_disk_outputfile")

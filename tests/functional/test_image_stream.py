@@ -24,6 +24,7 @@ from ironic_python_agent.imagewrite import qcow2
 from tests.imageserver import Behaviour, ImageServer
 from tests.imagetools import MIB, device_digest, file_digest, loop_device, make_disk_image
 
+TOP = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 24 * MIB
 DISK_SIZE = 40 * MIB
 
@@ -340,8 +341,13 @@ def test_qcow2_larger_than_tmp_and_ram_budget(server: ImageServer, tmp_path: Pat
             for i in range(0, virtual // MIB, 7):
                 f.seek(i * MIB)
                 f.write(os.urandom(MIB))
-        script = ("mount -t tmpfs -o size=32m tmpfs /tmp && exec \"$0\" -c \"$1\" \"$2\" "
-                  "\"$3\" \"$4\"")
+        # What the child needs from the old /tmp (a checkout or venv there, as in CI)
+        # is bound back over the new one, through the old /tmp kept at /mnt.
+        keep = "".join(f" && mkdir -p {p} && mount --bind /mnt{p[4:]} {p}"
+                       for p in sorted({str(Path(sys.prefix).resolve()), str(TOP)})
+                       if p.startswith("/tmp/"))
+        script = ("mount --rbind /tmp /mnt && mount -t tmpfs -o size=32m tmpfs /tmp" + keep
+                  + " && exec \"$0\" -c \"$1\" \"$2\" \"$3\" \"$4\"")
         done = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
              sys.executable, BIG_CHILD, url, dev, file_digest(img)],

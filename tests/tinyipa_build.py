@@ -23,18 +23,24 @@ def inputs_key() -> str:
     return digest.hexdigest()
 
 
-def ensure_tinyipa(out: Path) -> tuple[Path, Path]:
+def ensure_tinyipa(out: Path, name: str = "tinyipa",
+                   options: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """(kernel, initramfs) under *out*/tinyipa, rebuilt when the inputs changed.
 
-    Raises RuntimeError with the build's output and log tail when it fails.
+    *name* and *options* (build flags such as ``--qemu-img``) make a variant beside
+    the default image. Raises RuntimeError with the build's output and log tail when
+    it fails.
     """
     directory = out / "tinyipa"
-    kernel, initramfs, stamp = (directory / "tinyipa.kernel",
-                                directory / "tinyipa.initramfs", directory / ".inputs-key")
+    kernel, initramfs = directory / f"{name}.kernel", directory / f"{name}.initramfs"
+    stamp = directory / (".inputs-key" if name == "tinyipa" else f".{name}.inputs-key")
     key = inputs_key()
     if kernel.exists() and initramfs.exists() and stamp.exists() and stamp.read_text() == key:
         return kernel, initramfs
-    proc = subprocess.run([str(TOP / "build.sh"), "tinyipa"], cwd=TOP, text=True,
+    argv = [str(TOP / "build.sh"), "tinyipa"]
+    if name != "tinyipa" or options:
+        argv += ["--name", name, *options]
+    proc = subprocess.run(argv, cwd=TOP, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800,
                           check=False)
     if proc.returncode != 0:

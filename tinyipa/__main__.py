@@ -42,6 +42,10 @@ def parse_args(argv: list[str]) -> Context:
                    help="agent wheel (default: the one in out/dist/)")
     p.add_argument("--pip-python", default=env("TINYIPA_PIP_PYTHON", sys.executable),
                    help="a Python with pip, used to fetch and install wheels")
+    p.add_argument("--qemu-img", action="store_true",
+                   default=env("TINYIPA_QEMU_IMG", "") not in ("", "0"),
+                   help="add qemu-img for vhdx, vpc, vdi, qed and other vmdk images "
+                        "(beyond the 30 MB budget)")
     p.add_argument("--burnin", action="store_true",
                    default=env("TINYIPA_BURNIN", "") not in ("", "0"),
                    help="add stress-ng and fio for the burn-in steps (beyond the 30 MB budget)")
@@ -67,7 +71,8 @@ def parse_args(argv: list[str]) -> Context:
         ca_bundle=Path(a.ca_bundle).resolve() if a.ca_bundle else None,
         compression=a.compression, pip_python=a.pip_python,
         refresh=a.refresh or c.rebuild, rebuild=c.rebuild, common=c,
-        options=[o for o, on in (("burnin", a.burnin), ("extra-hardware", a.extra_hardware))
+        options=[o for o, on in (("qemu-img", a.qemu_img), ("burnin", a.burnin),
+                                 ("extra-hardware", a.extra_hardware))
                  if on])
 
 

@@ -18,6 +18,7 @@ import pytest
 from tests.boot.agent_checks import AgentAPI, check_booted_agent, lookup_and_heartbeat
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
+from tests.tinyipa_build import ensure_tinyipa
 from tinyipa import cpio, elf, stub
 
 TOP = Path(__file__).resolve().parents[2]
@@ -55,11 +56,13 @@ def test_image_layout(tinyipa_files: dict[str, cpio.Entry]) -> None:
     for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/sbin")):
         assert tinyipa_files[link].data.decode() == target
     for program in ("usr/bin/ironic-python-agent", "usr/bin/python3.11", "usr/bin/lsblk",
-                    "usr/sbin/parted", "usr/sbin/sgdisk", "usr/bin/qemu-img",
+                    "usr/sbin/parted", "usr/sbin/sgdisk",
                     "usr/sbin/dmidecode", "usr/bin/ipmitool", "usr/sbin/nvme",
                     "usr/sbin/hdparm", "usr/bin/efibootmgr", "usr/sbin/mdadm",
                     "usr/bin/ip", "usr/bin/openssl", "usr/bin/udevadm", "usr/bin/busybox"):
         assert program in tinyipa_files, program
+    # qemu-img only with --qemu-img (the agent streams raw, qcow2 and vmdk itself)
+    assert "usr/bin/qemu-img" not in tinyipa_files
     # dropbear is there for rescue; no debug login by default (no keys, no root password)
     assert "usr/sbin/dropbear" in tinyipa_files
     assert "root/.ssh/authorized_keys" not in tinyipa_files
@@ -98,8 +101,33 @@ def test_host_ca_not_in_image(tinyipa_files: dict[str, cpio.Entry]) -> None:
 def tinyipa_root(tinyipa_files: dict[str, cpio.Entry],
                  tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The initramfs unpacked (plus /dev/null), for running its programs in a chroot."""
-    root = tmp_path_factory.mktemp("tinyipa-root")
-    for name, entry in sorted(tinyipa_files.items()):
+    return unpack(tinyipa_files, tmp_path_factory.mktemp("tinyipa-root"))
+
+
+@pytest.fixture(scope="session")
+def qemu_img_image() -> tuple[Path, Path]:
+    """The image built with --qemu-img (beside the default one)."""
+    try:
+        return ensure_tinyipa(OUT, "tinyipa-qemu-img", ("--qemu-img",))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def qemu_img_files(qemu_img_image: tuple[Path, Path]) -> dict[str, cpio.Entry]:
+    data = subprocess.run(cpio.decompress_command(qemu_img_image[1]), check=True,
+                          stdout=subprocess.PIPE).stdout
+    return {entry.name: entry for entry in cpio.read_entries(data)}
+
+
+@pytest.fixture(scope="session")
+def qemu_img_root(qemu_img_files: dict[str, cpio.Entry],
+                  tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unpack(qemu_img_files, tmp_path_factory.mktemp("tinyipa-qemu-img-root"))
+
+
+def unpack(files: dict[str, cpio.Entry], root: Path) -> Path:
+    for name, entry in sorted(files.items()):
         path = root / name
         if stat.S_ISDIR(entry.mode):
             path.mkdir(parents=True, exist_ok=True)
@@ -123,7 +151,7 @@ def in_image(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.build
 def test_tools_run_in_the_image(tinyipa_root: Path) -> None:
     """Run the tools and the agent's imports in the unpacked initramfs (a chroot)."""
-    checks = [["lsblk", "--version"], ["qemu-img", "--version"], ["parted", "--version"],
+    checks = [["lsblk", "--version"], ["parted", "--version"],
               ["sgdisk", "-V"], ["ipmitool", "-V"], ["nvme", "version"], ["hdparm", "-V"],
               ["dmidecode", "-V"], ["mdadm", "-V"], ["efibootmgr", "--version"],
               ["openssl", "version"], ["udevadm", "--version"], ["ip", "-V"],
@@ -153,17 +181,31 @@ def test_tools_run_in_the_image(tinyipa_root: Path) -> None:
 # -- stub libraries (tinyipa/stub.py) -------------------------------------------------------
 
 
-STUBBED = {"libgnutls.so.30": "usr/bin/qemu-img", "libfreeipmi.so.17": "usr/bin/ipmitool",
+STUBBED = {"libfreeipmi.so.17": "usr/bin/ipmitool",
            "libdbus-1.so.3": "usr/lib/x86_64-linux-gnu/libnvme-mi.so.1"}
+# --qemu-img adds qemu-img and its gnutls stub
+QEMU_IMG_STUBBED = {**STUBBED, "libgnutls.so.30": "usr/bin/qemu-img"}
 
 
 @pytest.mark.build
 def test_stubs_replace_the_libraries(tinyipa_files: dict[str, cpio.Entry]) -> None:
-    manifest = (IMAGE / "tinyipa.manifest").read_text().splitlines()
+    check_stubs(IMAGE / "tinyipa.manifest", tinyipa_files, STUBBED)
+
+
+@pytest.mark.build
+def test_qemu_img_option_stubs_gnutls(qemu_img_files: dict[str, cpio.Entry]) -> None:
+    assert "usr/bin/qemu-img" in qemu_img_files
+    check_stubs(IMAGE / "tinyipa-qemu-img.manifest", qemu_img_files, QEMU_IMG_STUBBED)
+
+
+def check_stubs(manifest_path: Path, tinyipa_files: dict[str, cpio.Entry],
+                expected: dict[str, str]) -> None:
+    manifest = manifest_path.read_text().splitlines()
     stubs = {line.split()[1]: line for line in manifest if line.startswith("stub ")}
-    assert set(stubs) == set(STUBBED)
-    assert "qemu-img TLS" in stubs["libgnutls.so.30"]
-    for soname in STUBBED:
+    assert set(stubs) == set(expected)
+    if "libgnutls.so.30" in expected:
+        assert "qemu-img TLS" in stubs["libgnutls.so.30"]
+    for soname in expected:
         lib = tinyipa_files[f"usr/lib/x86_64-linux-gnu/{soname}"]
         assert stat.S_ISREG(lib.mode) and len(lib.data) < 64 * 1024, soname
         assert b"is a stub in this image" in lib.data
@@ -177,19 +219,19 @@ def test_stubs_replace_the_libraries(tinyipa_files: dict[str, cpio.Entry]) -> No
 
 
 @pytest.mark.build
-def test_qemu_img_converts_with_stubbed_gnutls(tinyipa_root: Path) -> None:
+def test_qemu_img_converts_with_stubbed_gnutls(qemu_img_root: Path) -> None:
     """qemu-img starts (gnutls_global_init succeeds) and converts a qcow2 with
     zlib-compressed clusters to the same bytes the host's qemu-img started from."""
-    work = tinyipa_root / "tmp"
+    work = qemu_img_root / "tmp"
     raw = os.urandom(3 << 20) + bytes(2 << 20) + b"tinyipa stub test\n" * (1 << 16)
     (work / "source.raw").write_bytes(raw)
     subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2",
                     str(work / "source.raw"), str(work / "image.qcow2")], check=True)
-    info = in_image(tinyipa_root, "qemu-img", "info", "--output=json", "/tmp/image.qcow2")
+    info = in_image(qemu_img_root, "qemu-img", "info", "--output=json", "/tmp/image.qcow2")
     assert info.returncode == 0, info.stderr
     facts = json.loads(info.stdout)
     assert facts["format"] == "qcow2" and facts["virtual-size"] == len(raw)
-    conv = in_image(tinyipa_root, "qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+    conv = in_image(qemu_img_root, "qemu-img", "convert", "-f", "qcow2", "-O", "raw",
                     "/tmp/image.qcow2", "/tmp/out.raw")
     assert conv.returncode == 0, conv.stderr
     assert "tinyipa:" not in info.stderr + conv.stderr
@@ -197,22 +239,22 @@ def test_qemu_img_converts_with_stubbed_gnutls(tinyipa_root: Path) -> None:
 
 
 @pytest.mark.build
-def test_qemu_img_reads_luks_but_cannot_create_it(tinyipa_root: Path) -> None:
+def test_qemu_img_reads_luks_but_cannot_create_it(qemu_img_root: Path) -> None:
     """What the README says is missing: new encryption keys need gnutls_rnd."""
     secret = ["--object", "secret,id=s,data=tinyipa"]
     # The host's qemu-img times PBKDF2 with getrusage() and, on a busy VM, now
     # and then gives up ("Unable to get accurate CPU usage"): try again.
     for _ in range(8):
         host = subprocess.run(["qemu-img", "create", "-q", "-f", "luks", *secret, "-o",
-                               "key-secret=s,iter-time=10", str(tinyipa_root / "tmp/host.luks"),
+                               "key-secret=s,iter-time=10", str(qemu_img_root / "tmp/host.luks"),
                                "1M"], capture_output=True, text=True)
         if host.returncode == 0 or "accurate CPU usage" not in host.stderr:
             break
     assert host.returncode == 0, host.stderr
-    read = in_image(tinyipa_root, "qemu-img", "info", *secret, "--image-opts",
+    read = in_image(qemu_img_root, "qemu-img", "info", *secret, "--image-opts",
                     "driver=luks,key-secret=s,file.filename=/tmp/host.luks")
     assert read.returncode == 0 and "virtual size: 1 MiB" in read.stdout, read.stderr
-    made = in_image(tinyipa_root, "qemu-img", "create", "-f", "luks", *secret, "-o",
+    made = in_image(qemu_img_root, "qemu-img", "create", "-f", "luks", *secret, "-o",
                     "key-secret=s,iter-time=10", "/tmp/image.luks", "1M")
     assert made.returncode == -signal.SIGABRT
     assert ("tinyipa: libgnutls.so.30 is a stub in this image (qemu-img TLS and creating "

@@ -233,6 +233,21 @@ def test_qcow2_converted_after_verification(server: ImageServer, disk: str,
     assert list((tmp_path / "cache").iterdir()) == []  # the cache copy is gone
 
 
+def test_cache_path_without_qemu_img_is_a_clear_error(server: ImageServer, disk: str,
+                                                      images: dict[str, Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A ramdisk built without qemu-img (tinyipa's default): refused before a byte is cached.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(imagewrite.target.run, "which",
+                        lambda name: None if name == "qemu-img" else shutil.which(name))
+    url = server.serve("/disk.qcow2", images["qcow2"])
+    with pytest.raises(errors.InvalidImage, match="needs qemu-img.*--qemu-img"):
+        write([url], disk, file_digest(images["qcow2"]), tmp_path, disk_format="qcow2",
+              streaming=False)
+    assert read_device(disk, MIB) == b"\xee" * MIB
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+
+
 def test_qcow2_checksum_mismatch_writes_nothing(server: ImageServer, disk: str,
                                                 images: dict[str, Path],
                                                 tmp_path: Path) -> None:

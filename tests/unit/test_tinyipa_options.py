@@ -30,8 +30,16 @@ def test_burnin_adds_the_tools_and_stubs_their_heavy_libraries() -> None:
     merged = apply_options(config(), ["burnin"])
     assert {"stress-ng", "fio"} <= set(merged["packages"]) & set(merged["binaries"])
     specs = stub.specs(merged)  # every stub has a reason
-    assert {"librbd.so.1", "librados.so.2", "libIPSec_MB.so.1", "libgnutls.so.30"} <= set(specs)
+    assert {"librbd.so.1", "librados.so.2", "libIPSec_MB.so.1", "libfreeipmi.so.17"} <= set(specs)
     assert len(merged["binaries"]) == len(set(merged["binaries"]))
+
+
+def test_qemu_img_option_adds_qemu_img_and_its_gnutls_stub() -> None:
+    base = config()
+    assert "qemu-img" not in base["binaries"] and "libgnutls.so.30" not in stub.specs(base)
+    merged = apply_options(base, ["qemu-img"])
+    assert "qemu-img" in merged["binaries"] and "qemu-utils" in merged["packages"]
+    assert "libgnutls.so.30" in stub.specs(merged)
 
 
 def test_extra_hardware_adds_python_hardware_and_keeps_the_stdlib_it_imports() -> None:

@@ -99,8 +99,9 @@ def test_specs_from_the_config() -> None:
 def test_the_shipped_table() -> None:
     import tomllib
     config = tomllib.loads((Path(stub.__file__).parent / "tinyipa.toml").read_text())
-    table = stub.specs(config)
-    assert {"libgnutls.so.30", "libfreeipmi.so.17", "libdbus-1.so.3"} <= set(table)
+    assert {"libfreeipmi.so.17", "libdbus-1.so.3"} <= set(stub.specs(config))
+    # qemu-img's gnutls stub comes with the --qemu-img option
+    table = stub.specs(config["options"]["qemu-img"])
     assert "gnutls_global_init" in table["libgnutls.so.30"].succeed
 
 

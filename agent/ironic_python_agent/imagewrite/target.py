@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ironic_python_agent import errors, image_format
+from ironic_python_agent import errors, image_format, run
 from ironic_python_agent.image_format import ImageFormat
 from ironic_python_agent.imagewrite import qcow2, vmdk
 from ironic_python_agent.imagewrite.guest import GuestWriter
@@ -131,6 +131,10 @@ class Target:
             if streamer is not None:
                 self.writer = self.device_writer = streamer
             else:
+                if run.which("qemu-img") is None:  # before a byte is cached
+                    raise errors.InvalidImage(
+                        f"this {fmt.value} image needs qemu-img, which this ramdisk does "
+                        "not carry (tinyipa: build it with --qemu-img)")
                 cache = CacheWriter(self.cache_dir, self.name, self.size_hint)
                 self.writer, self.cache_path = cache, cache.path
         self.writer.write(head)

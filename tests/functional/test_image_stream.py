@@ -299,8 +299,10 @@ from ironic_python_agent import checksum, download, imagewrite
 url, dev, sha = sys.argv[1:4]
 largest, done = [0], threading.Event()
 def watch():
+    tmpfs = os.stat("/tmp").st_dev  # not the checkout or venv bound back over it
     while not done.wait(0.1):
-        for root, _, files in os.walk("/tmp"):
+        for root, dirs, files in os.walk("/tmp"):
+            dirs[:] = [d for d in dirs if os.stat(os.path.join(root, d)).st_dev == tmpfs]
             for f in files:
                 try:
                     largest[0] = max(largest[0], os.path.getsize(os.path.join(root, f)))

@@ -30,7 +30,8 @@ DISK_SIZE = 40 * MIB
 
 
 def qemu_img(*args: str) -> None:
-    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+    done = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+    assert done.returncode == 0, f"qemu-img {' '.join(args)}: {done.stderr.strip()}"
 
 
 def qemu_io(image: Path, *commands: str) -> None:
@@ -262,7 +263,8 @@ def test_qcow2_checksum_mismatch_after_streaming_wipes(server: ImageServer, disk
     (["create", "-f", "qcow2", "-o", "data_file={d}/data.raw", "{img}", "16M"],
      "data file"),
     (["create", "-f", "qcow2", "--object", "secret,id=s0,data=abc", "-o",
-      "encrypt.format=luks,encrypt.key-secret=s0", "{img}", "16M"], "encrypted"),
+      "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", "{img}", "16M"],
+     "encrypted"),
     (["create", "-f", "qcow2", "-b", "{d}/base.qcow2", "-F", "qcow2", "{img}"],
      "backing file"),
 ])

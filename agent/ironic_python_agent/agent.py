@@ -82,9 +82,12 @@ class Agent(base.ExecuteCommandMixin):
                     and self.conf.allow_unauthenticated_standalone)
 
     def get_node_uuid(self) -> str:
-        if not self.node or "uuid" not in self.node:
+        from ironic_python_agent.hardware import node_cache
+
+        uuid = node_cache.uuid()
+        if uuid is None:
             raise errors.UnknownNodeError()
-        return str(self.node["uuid"])
+        return str(uuid)
 
     def list_command_results(self) -> list[base.BaseCommandResult]:
         return list(self.command_results.values())

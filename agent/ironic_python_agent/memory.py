@@ -36,17 +36,3 @@ def return_freed_memory() -> bool:
         LOG.debug("mallopt refused the thresholds")
     return ok
 
-
-def trim_heap() -> None:
-    """Hand the free pages of every malloc arena back to the kernel (glibc's malloc_trim).
-
-    Called when a command ends: its thread's arena holds the pieces of the
-    parameters it was given, which the fixed mmap threshold does not cover
-    (many small objects rather than one big block).
-    """
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    malloc_trim.argtypes = [ctypes.c_size_t]
-    malloc_trim(0)

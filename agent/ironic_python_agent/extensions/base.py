@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ironic_python_agent import errors, memory
+from ironic_python_agent import errors
 
 LOG = logging.getLogger(__name__)
 
@@ -223,7 +223,6 @@ class AsyncCommandResult(BaseCommandResult):
             self._finish(error=exc)
         finally:
             self.trim()
-            memory.trim_heap()
             force = getattr(self._agent, "force_heartbeat", None)
             if force is not None:
                 force()

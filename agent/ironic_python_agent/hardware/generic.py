@@ -287,9 +287,11 @@ class GenericHardwareManager(managers.HardwareManager):
         members are erased as plain disks."""
         from ironic_python_agent.hardware import raid
 
-        disks = {d.name for d in self.list_block_devices_check_skip_list(node)
-                 if d.kind == "disk"}
-        raid.dismantle(self.get_skip_list_from_node_for_raids(node), allowed=disks)
+        devices = self.list_block_devices_check_skip_list(node, include_partitions=True)
+        disks = {d.name for d in devices if d.kind == "disk"}
+        if raid.dismantle(self.get_skip_list_from_node_for_raids(node), allowed=disks):
+            devices = self.list_block_devices_check_skip_list(node, include_partitions=True)
+        raid.zero_stray_superblocks(devices)
         self._raid_roots = {}
 
     def erase_devices(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> Any:

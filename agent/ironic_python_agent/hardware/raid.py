@@ -420,7 +420,13 @@ def has_superblock(device: str) -> bool:
         proc = run.run(["mdadm", "--examine", device], check=False, timeout=60, log=False)
     except run.CommandError:
         return False
-    return proc.returncode == 0
+    # On a disk with a partition table mdadm describes the table and exits 0 too.
+    return proc.returncode == 0 and parse_examine_magic(proc.stdout)
+
+
+def parse_examine_magic(text: str) -> bool:
+    """Whether ``mdadm --examine`` output shows an md superblock (native metadata)."""
+    return re.search(r"^\s*Magic\s*:\s*a92b4efc\s*$", text, re.MULTILINE) is not None
 
 
 def stop_array(array: Array, wipe: bool = True) -> None:
@@ -471,6 +477,23 @@ def free_md_devices(count: int, sys_root: str = "/sys") -> list[str]:
     if len(names) < count:
         raise errors.SoftwareRAIDError("No free md (RAID) devices are left")
     return names[:count]
+
+
+PERSONALITIES = {"0": "raid0", "1": "raid1", "1+0": "raid10", "5": "raid456", "6": "raid456"}
+
+
+def ensure_md_driver(levels: Sequence[str], proc: str = "/proc") -> None:
+    """Load the md driver and the personalities of *levels*; refuse, before any disk
+    is touched, on a kernel without md (no ``/proc/mdstat``)."""
+    modules = ["md_mod", *dict.fromkeys(PERSONALITIES[lv] for lv in levels)]
+    try:
+        run.run(["modprobe", "-a", *modules], check=False, timeout=60)
+    except run.CommandError as exc:
+        LOG.debug("%s", exc)
+    if not os.path.exists(f"{proc}/mdstat"):
+        raise errors.SoftwareRAIDError(
+            f"This kernel has no md (software RAID) driver: {proc}/mdstat is missing and "
+            f"modprobe {' '.join(modules)} did not add it")
 
 
 def create_array(device: str, level: str, name: str, members: Sequence[str],
@@ -579,6 +602,7 @@ def create(node: dict[str, Any], raid_config: dict[str, Any], devices: Sequence[
     LOG.info("Creating software RAID (%s, %s): %s", boot_mode, label,
              "; ".join(f"{v.device} RAID-{v.level} {v.size_gb or 'MAX'} GiB on "
                        f"{', '.join(v.members)}" for v in volumes))
+    ensure_md_driver([v.level for v in volumes])
     partition_disks(layout, label)
     wait_for([m for v in volumes for m in v.members])
     roots: dict[str, bool | None] = {}
@@ -691,7 +715,7 @@ def dismantle(skip_names: set[str], allowed: Any = None) -> list[str]:
         return []
     described = describe_arrays(arrays)
     actions = decide(described, skip_names)
-    stopped = []
+    stopped: list[str] = []
     for array in arrays:
         if actions[array.device] != "delete":
             continue
@@ -702,6 +726,23 @@ def dismantle(skip_names: set[str], allowed: Any = None) -> list[str]:
         stop_array(array)
         stopped.append(array.device)
     return stopped
+
+
+def zero_stray_superblocks(devices: Sequence[BlockDevice]) -> list[str]:
+    """Zero the md superblocks on *devices* (disks and partitions) that no running
+    array uses: members of arrays that are not assembled (a missing member,
+    another machine's array, a kernel without md). Returns the devices zeroed."""
+    members = {m for a in list_arrays() for m in a.members}
+    zeroed = []
+    for device in sorted(devices, key=lambda d: d.name, reverse=True):
+        if device.kind not in ("disk", "part") or device.name in members:
+            continue
+        if has_superblock(device.name):
+            LOG.info("Removing the md superblock of %s (no running array uses it)",
+                     device.name)
+            zero_superblock(device.name)
+            zeroed.append(device.name)
+    return zeroed
 
 
 # --- boot partitions for the boot loader step ------------------------------------------------

@@ -12,13 +12,18 @@ md superblocks straight from the disk image files:
   the arrays it finds; ``erase_devices_metadata`` takes them apart and leaves
   no superblock;
 * ``apply_configuration`` (BIOS, GPT label): RAID-1 plus a RAID-5 behind BIOS
-  boot partitions; ``delete_configuration`` then leaves every disk without a
-  superblock or partition table.
+  boot partitions; ``write_image`` then picks the RAID-1 marked
+  ``is_root_volume`` and the image is on every member;
+* ``delete_configuration`` then leaves every disk without a superblock or
+  partition table.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ import pytest
 from tests.boot.agent_checks import AgentAPI, lookup_and_heartbeat
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
+from tests.imageserver import ImageServer
 
 GiB, MiB = 1 << 30, 1 << 20
 DISK_SIZE = 6 * GiB
@@ -94,7 +100,17 @@ def test_software_raid_on_four_virtio_disks(tinyipa_image: tuple[Path, Path],
             f.truncate(DISK_SIZE)
         args += ["-drive", f"file={path},if=none,id=raid{n},format=raw,cache=unsafe",
                  "-device", f"virtio-blk-pci,drive=raid{n},serial=raid-disk{n}"]
-    with FakeIronic() as ironic:
+    image = tmp_path / "image.raw"
+    with open(image, "wb") as f:
+        f.truncate(8 * MiB)
+    subprocess.run(["sfdisk", "-q", str(image)], input="label: gpt\nsize=4MiB\n", text=True,
+                   check=True)
+    with open(image, "r+b") as f:
+        f.seek(2 * MiB)
+        f.write(os.urandom(MiB))
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    with FakeIronic() as ironic, ImageServer() as images:
+        images.serve("/image.raw", image)
         spec = GuestSpec(
             name="tinyipa-raid", kernel=kernel, initrd=initramfs, firmware="uefi",
             memory_mib=512, disk_size=DISK_SIZE, extra_args=tuple(args),
@@ -147,7 +163,8 @@ def test_software_raid_on_four_virtio_disks(tinyipa_image: tuple[Path, Path],
             bios = {**node, "properties": {"capabilities": "boot_mode:bios,disk_label:gpt"},
                     "target_raid_config": {}}
             config = {"logical_disks": [
-                {"controller": "software", "raid_level": "1", "size_gb": 1},
+                {"controller": "software", "raid_level": "1", "size_gb": 1,
+                 "is_root_volume": True},
                 {"controller": "software", "raid_level": "5", "size_gb": 3,
                  "volume_name": "data5"}]}
             applied = step(api, "deploy", bios, "apply_configuration", {"raid_config": config})
@@ -159,6 +176,20 @@ def test_software_raid_on_four_virtio_disks(tinyipa_image: tuple[Path, Path],
                 assert parts[1][0] == 8 * MiB
                 assert superblock(disk, parts[2][0])["level"] == 5  # type: ignore[index]
             layout = {disk: gpt_entries(disk) for disk in disks}
+
+            # -- write_image goes to the root volume, so onto every RAID-1 member --------------
+            info = {"id": "raid-image", "urls": [f"http://10.0.2.2:{images.port}/image.raw"],
+                    "disk_format": "raw", "container_format": "bare",
+                    "stream_raw_images": True, "os_hash_algo": "sha256",
+                    "os_hash_value": digest, "node_uuid": "raid-node"}
+            written = step(api, "deploy", bios, "write_image", {"image_info": info})
+            assert written["command_status"] == "SUCCEEDED", written
+            assert "written to device /dev/md0" in str(written["command_result"]), written
+            expected = image.read_bytes()
+            for disk, parts in layout.items():
+                with open(disk, "rb") as f:  # partition 2, after the 2 MiB data offset
+                    f.seek(parts[1][0] + 2 * MiB)
+                    assert f.read(len(expected)) == expected, disk
 
             # -- delete_configuration leaves clean disks ----------------------------------------
             deleted = step(api, "clean", bios, "delete_configuration")

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ironic_python_agent import errors, run
-from ironic_python_agent.hardware import root_hints
+from ironic_python_agent.hardware import erase, root_hints
 from ironic_python_agent.hardware.devices import BlockDevice
 
 LOG = logging.getLogger(__name__)
@@ -701,8 +701,16 @@ def _delete_pass(arrays: Sequence[Array], others: Sequence[Array], actions: dict
                         "table stays", disk)
             continue
         LOG.info("Removing the partition table of holder disk %s", disk)
-        run.run(["wipefs", "-af", disk], check=False, timeout=120)
+        try:
+            erase.destroy_disk_metadata(disk, _size(disk))
+        except (errors.RESTError, run.CommandError, OSError) as exc:
+            raise errors.SoftwareRAIDError(f"Cannot wipe holder disk {disk}: {exc}") from None
         rescan(disk)
+
+
+def _size(disk: str) -> int:
+    """Bytes, from sysfs (512-byte units whatever the sector size)."""
+    return int(_read(f"/sys/class/block/{os.path.basename(disk)}/size") or 0) * 512
 
 
 def dismantle(skip_names: set[str], allowed: Any = None) -> list[str]:

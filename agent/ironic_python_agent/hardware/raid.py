@@ -559,7 +559,7 @@ def create(node: dict[str, Any], raid_config: dict[str, Any], devices: Sequence[
     validate(raid_config, node.get("uuid"), skip_names)
     boot_mode = node_boot_mode(node)
     label = partition_table_type(node, boot_mode)
-    disks = [d for d in devices if d.kind == "disk"]
+    disks = [d for d in devices if d.kind in ("disk", "mpath")]
 
     existing = describe_arrays(list_arrays())
     actions = decide(existing, skip_names)

@@ -62,8 +62,8 @@ def test_valid_configurations_pass():
      "must be a list with at least 2 items"),
     ({"logical_disks": [ld("1", 10, physical_disks=["/dev/vda", "/dev/vdb"])]},
      "must be a list of device hints (dictionaries)"),
-    ({"logical_disks": [ld("1", 10), ld("6", 1, physical_disks=[{"name": "a"}, {"name": "b"},
-                                                                  {"name": "c"}])]},
+    ({"logical_disks": [ld("1", 10), ld("6", 1, physical_disks=[
+        {"name": "a"}, {"name": "b"}, {"name": "c"}])]},
      "RAID-6 needs at least 4 disks, physical_disks names 3"),
     ({"logical_disks": [ld("1", -3)]}, "size_gb must be a positive number of GiB or 'MAX'"),
     ({"logical_disks": [ld("1", "big")]}, "size_gb must be a positive number of GiB or 'MAX'"),

@@ -12,8 +12,9 @@ md superblocks straight from the disk image files:
   the arrays it finds; ``erase_devices_metadata`` takes them apart and leaves
   no superblock;
 * ``apply_configuration`` (BIOS, GPT label): RAID-1 plus a RAID-5 behind BIOS
-  boot partitions; ``write_image`` then picks the RAID-1 marked
-  ``is_root_volume`` and the image is on every member;
+  boot partitions; ``write_image`` then picks the RAID-1 the node's saved
+  ``raid_config`` marks ``is_root_volume`` (as after a reboot) and the image is
+  on every member;
 * ``delete_configuration`` then leaves every disk without a superblock or
   partition table.
 """
@@ -127,8 +128,7 @@ def test_software_raid_on_four_virtio_disks(tinyipa_image: tuple[Path, Path],
             bios = {**node, "properties": {"capabilities": "boot_mode:bios,disk_label:gpt"},
                     "target_raid_config": {}}
             config = {"logical_disks": [
-                {"controller": "software", "raid_level": "1", "size_gb": 1,
-                 "is_root_volume": True},
+                {"controller": "software", "raid_level": "1", "size_gb": 1},
                 {"controller": "software", "raid_level": "5", "size_gb": 3,
                  "volume_name": "data5"}]}
             applied = step(api, "deploy", bios, "apply_configuration", {"raid_config": config})
@@ -146,7 +146,12 @@ def test_software_raid_on_four_virtio_disks(tinyipa_image: tuple[Path, Path],
                     "disk_format": "raw", "container_format": "bare",
                     "stream_raw_images": True, "os_hash_algo": "sha256",
                     "os_hash_value": digest, "node_uuid": "raid-node"}
-            written = step(api, "deploy", bios, "write_image", {"image_info": info})
+            # As after a reboot: nothing marked in this process, the root volume comes
+            # from the raid_config Ironic saved (the unnamed first volume is "md0").
+            saved = {"logical_disks": [{**config["logical_disks"][0], "is_root_volume": True},
+                                       config["logical_disks"][1]]}
+            written = step(api, "deploy", {**bios, "raid_config": saved}, "write_image",
+                           {"image_info": info})
             assert written["command_status"] == "SUCCEEDED", written
             assert "written to device /dev/md0" in str(written["command_result"]), written
             expected = image.read_bytes()

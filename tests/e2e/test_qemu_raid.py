@@ -67,7 +67,7 @@ def ironic_raid(tmp_path_factory: pytest.TempPathFactory, e2e_artifacts: Path
 
 
 @pytest.mark.timeout(1800)
-def test_raid_interface_agent_builds_and_deletes_software_raid(
+def test_raid_interface_agent_builds_software_raid(
         ironic_raid: Ironic, e2e_artifacts: Path, tmp_path: Path) -> None:
     kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
     extra = tuple(tmp_path / f"raid-disk{n}.img" for n in (1, 2, 3))

@@ -9,8 +9,9 @@ md superblocks straight from the disk image files:
 * ``create_configuration`` (UEFI): a 1 GiB RAID-1 root and a 2 GiB RAID-0 over
   the four disks, exactly those sizes in the inventory, each member behind a
   550 MiB ESP, metadata 1.2 superblocks naming the volumes; a second run refuses
-  the arrays it finds; ``erase_devices_metadata`` takes them apart and leaves
-  no superblock;
+  the arrays it finds; ``delete_configuration`` with ``skip_block_devices``
+  naming ``data`` keeps both (``root`` shares its disks: only wiped);
+  ``erase_devices_metadata`` takes them apart and leaves no superblock;
 * ``apply_configuration`` (BIOS, GPT label): RAID-1 plus a RAID-5 behind BIOS
   boot partitions; ``write_image`` then picks the RAID-1 the node's saved
   ``raid_config`` marks ``is_root_volume`` (as after a reboot) and the image is
@@ -114,6 +115,16 @@ def test_software_raid_on_four_virtio_disks(tinyipa_image: tuple[Path, Path],
             assert again["command_status"] == "FAILED", again
             assert ("Existing Software RAID device(s) /dev/md0 (root), /dev/md1 (data)"
                     in again["command_error"]["details"]), again
+
+            # -- skip_block_devices keeps "data"; "root" on the same disks is only wiped --------
+            keep = {**node, "properties": {"skip_block_devices": [{"volume_name": "data"}]}}
+            kept = step(api, "clean", keep, "delete_configuration")
+            assert kept["command_status"] == "SUCCEEDED", kept
+            assert md_disks(api) == {"/dev/md0": 1 * GiB, "/dev/md1": 2 * GiB}
+            for disk in disks:
+                parts = gpt_entries(disk)
+                assert len(parts) == 3, disk
+                assert all(superblock(disk, p[0]) for p in parts[1:]), disk
 
             # -- erase_devices_metadata takes the holders apart ------------------------------
             layout = {disk: gpt_entries(disk) for disk in disks}

@@ -188,6 +188,15 @@ class GenericHardwareManager(managers.HardwareManager):
                                            include_wipe: bool = False) -> list[BlockDevice]:
         devices = self.list_block_devices(include_partitions=include_partitions)
         skipped = self.get_skip_list_from_node_for_disks(node, devices)
+        raid_names = self.get_skip_list_from_node_for_raids(node)
+        if raid_names:
+            # md devices the skip list keeps (and, with include_wipe, their neighbours
+            # that are only wiped) are left out, as upstream.
+            from ironic_python_agent.hardware import raid
+
+            actions = raid.decide(raid.describe_arrays(raid.list_arrays()), raid_names)
+            dropped = {"keep", "wipe"} if include_wipe else {"keep"}
+            skipped |= {dev for dev, action in actions.items() if action in dropped}
         if not skipped:
             return devices
         # A partition goes with its disk.
@@ -302,7 +311,7 @@ class GenericHardwareManager(managers.HardwareManager):
                                ) -> dict[str, Any]:
         self._dismantle_raid(node)
         devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node,
-                                                include_partitions=True)
+                                                include_partitions=True, include_wipe=True)
         return erase.erase_metadata(node, devices)
 
     def erase_devices_express(self, node: dict[str, Any], ports: list[dict[str, Any]]

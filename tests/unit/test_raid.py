@@ -261,3 +261,11 @@ def test_create_without_target_config_does_nothing(manager):
 def test_apply_validates_before_touching_anything(manager):
     with pytest.raises(errors.SoftwareRAIDError, match="RAID-1 for the first logical disk"):
         manager.apply_configuration({"uuid": "n"}, [], {"logical_disks": [ld("0", 1)]})
+
+
+def test_create_root_volume_flags_filter_as_ironic(manager):
+    node = {"uuid": "n", "target_raid_config": {"logical_disks": [
+        ld("1", 1, is_root_volume=True)]}}
+    with pytest.raises(errors.SoftwareRAIDError,
+                       match="empty after skipping the root volume"):
+        manager.create_configuration(node, [], create_root_volume=False)

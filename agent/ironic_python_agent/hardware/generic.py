@@ -329,14 +329,29 @@ class GenericHardwareManager(managers.HardwareManager):
         raid.validate(raid_config, (node or {}).get("uuid"),
                       self.get_skip_list_from_node_for_raids(node))
 
-    def create_configuration(self, node: dict[str, Any], ports: list[dict[str, Any]]
-                             ) -> dict[str, Any]:
-        """Build the software RAID of ``node.target_raid_config``; the configuration."""
+    def create_configuration(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                             create_root_volume: bool = True,
+                             create_nonroot_volumes: bool = True) -> dict[str, Any]:
+        """Build the software RAID of ``node.target_raid_config``; the configuration.
+
+        The step arguments of Ironic's ``create_configuration`` (which the conductor
+        passes on in the step) leave out the root or the other volumes, as
+        Ironic's ``filter_target_raid_config``.
+        """
         raid_config = (node or {}).get("target_raid_config") or {}
         if not raid_config:
             LOG.info("No target_raid_config found")
             return {}
-        return self._create_raid(node, raid_config)
+        logical = raid_config.get("logical_disks") or []
+        if not create_root_volume:
+            logical = [d for d in logical if not d.get("is_root_volume")]
+        if not create_nonroot_volumes:
+            logical = [d for d in logical if d.get("is_root_volume")]
+        if not logical:
+            raise errors.SoftwareRAIDError(
+                "The target RAID configuration is empty after skipping the "
+                + ("root volume" if not create_root_volume else "non-root volumes"))
+        return self._create_raid(node, {**raid_config, "logical_disks": logical})
 
     def apply_configuration(self, node: dict[str, Any], ports: list[dict[str, Any]],
                             raid_config: dict[str, Any], delete_existing: bool = True

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ironic_python_agent import errors
-from ironic_python_agent.hardware import generic, raid
+from ironic_python_agent.hardware import generic, md, raid
 from ironic_python_agent.hardware.devices import BlockDevice
 from tests.hwfixtures import hardware_conf, reset_hardware
 
@@ -206,26 +206,26 @@ def test_list_arrays_from_sysfs(tmp_path: Path):
         block.mkdir(parents=True, exist_ok=True)
         (block / name).symlink_to(tmp_path / "devices" / name)
         (block / f"{name}2").symlink_to(tmp_path / "devices" / name / f"{name}2")
-    md = tmp_path / "devices" / "md0"
-    (md / "md" / "dev-vda2").mkdir(parents=True)
-    (md / "md" / "dev-vdb2").mkdir()
-    (md / "md" / "level").write_text("raid1\n")
-    (block / "md0").symlink_to(md)
+    md0 = tmp_path / "devices" / "md0"
+    (md0 / "md" / "dev-vda2").mkdir(parents=True)
+    (md0 / "md" / "dev-vdb2").mkdir()
+    (md0 / "md" / "level").write_text("raid1\n")
+    (block / "md0").symlink_to(md0)
     (tmp_path / "devices" / "md0" / "md0p1").mkdir()
     (tmp_path / "devices" / "md0" / "md0p1" / "partition").write_text("1\n")
     (block / "md0p1").symlink_to(tmp_path / "devices" / "md0" / "md0p1")
-    arrays = raid.list_arrays(str(tmp_path))
-    assert arrays == [raid.Array("/dev/md0", "raid1", ("/dev/vda2", "/dev/vdb2"))]
-    assert raid.holder_disks(arrays[0].members, str(tmp_path)) == ["/dev/vda", "/dev/vdb"]
+    arrays = md.list_arrays(str(tmp_path))
+    assert arrays == [md.Array("/dev/md0", "raid1", ("/dev/vda2", "/dev/vdb2"))]
+    assert md.holder_disks(arrays[0].members, str(tmp_path)) == ["/dev/vda", "/dev/vdb"]
 
 
 def test_volume_name_from_mdadm_detail():
     detail = ("/dev/md0:\n           Version : 1.2\n        Raid Level : raid1\n"
               "              Name : any:root\n              UUID : 3f0c2a1e:...\n")
-    assert raid.parse_volume_name(detail) == "root"
-    assert raid.parse_volume_name("           Name : ramdisk:md1  (local to host ramdisk)\n") \
+    assert md.parse_volume_name(detail) == "root"
+    assert md.parse_volume_name("           Name : ramdisk:md1  (local to host ramdisk)\n") \
         == "md1"
-    assert raid.parse_volume_name("nothing here") is None
+    assert md.parse_volume_name("nothing here") is None
 
 
 # --- steps ----------------------------------------------------------------------------------

@@ -8,7 +8,16 @@ import os
 from typing import Any
 
 from ironic_python_agent import config, errors, run
-from ironic_python_agent.hardware import disks, erase, inventory, managers, options, root_hints
+from ironic_python_agent.hardware import (
+    disks,
+    erase,
+    inventory,
+    managers,
+    md,
+    options,
+    raid,
+    root_hints,
+)
 from ironic_python_agent.hardware.devices import (
     CPU,
     BlockDevice,
@@ -68,9 +77,7 @@ class GenericHardwareManager(managers.HardwareManager):
         # arrays and found by root device hints (as upstream). Not when the
         # allowlist confines the agent to some devices (tests on a shared host).
         if not options.allowlist():
-            from ironic_python_agent.hardware import raid
-
-            raid.assemble_scan()
+            md.assemble_scan()
 
     # --- inventory -----------------------------------------------------------------
 
@@ -192,9 +199,7 @@ class GenericHardwareManager(managers.HardwareManager):
         if raid_names:
             # md devices the skip list keeps (and, with include_wipe, their neighbours
             # that are only wiped) are left out, as upstream.
-            from ironic_python_agent.hardware import raid
-
-            actions = raid.decide(raid.describe_arrays(raid.list_arrays()), raid_names)
+            actions = raid.decide(raid.describe_arrays(md.list_arrays()), raid_names)
             dropped = {"keep", "wipe"} if include_wipe else {"keep"}
             skipped |= {dev for dev, action in actions.items() if action in dropped}
         if not skipped:
@@ -210,13 +215,11 @@ class GenericHardwareManager(managers.HardwareManager):
         over hints; otherwise the hints, or the smallest disk of 4 GiB or more that is
         not an md member (volumes marked ``is_root_volume: false`` and their members
         are never chosen)."""
-        from ironic_python_agent.hardware import raid
-
         node = managers.get_cached_node() or {}
         hints = ((node.get("instance_info") or {}).get("root_device")
                  or (node.get("properties") or {}).get("root_device"))
         devices = self.list_block_devices_check_skip_list(node, all_serial_and_wwn=True)
-        arrays = {a.device: a for a in raid.list_arrays()}
+        arrays = {a.device: a for a in md.list_arrays()}
         roots = dict(self._raid_roots) or self._raid_roots_from_node(node, arrays)
         for device, is_root in roots.items():
             if device not in arrays:
@@ -229,11 +232,11 @@ class GenericHardwareManager(managers.HardwareManager):
                 return device
             if is_root is False:
                 excluded = {device, *arrays[device].members,
-                            *raid.holder_disks(arrays[device].members)}
+                            *md.holder_disks(arrays[device].members)}
                 devices = [d for d in devices if d.name not in excluded]
         if not hints:
             members = {m for a in arrays.values() for m in a.members}
-            holders = set(raid.holder_disks(sorted(members)))
+            holders = set(md.holder_disks(sorted(members)))
             devices = [d for d in devices if d.name not in members | holders]
         return root_hints.choose_root_device(devices, hints).name
 
@@ -242,12 +245,10 @@ class GenericHardwareManager(managers.HardwareManager):
                               ) -> dict[str, bool | None]:
         """``is_root_volume`` of the node's current ``raid_config`` (Ironic saves the
         result of create_configuration there), matched to arrays by volume name."""
-        from ironic_python_agent.hardware import raid
-
         logical = raid.software_disks(node.get("raid_config"))
         if not logical or not arrays:
             return {}
-        by_name = {raid.volume_name(device): device for device in arrays}
+        by_name = {md.volume_name(device): device for device in arrays}
         found: dict[str, bool | None] = {}
         for index, disk in enumerate(logical):
             name = disk.get("volume_name") or f"md{index}"
@@ -294,8 +295,6 @@ class GenericHardwareManager(managers.HardwareManager):
         """Stop the md arrays on the disks about to be erased (but those
         ``skip_block_devices`` keeps) and zero their members' superblocks, so the
         members are erased as plain disks."""
-        from ironic_python_agent.hardware import raid
-
         devices = self.list_block_devices_check_skip_list(node, include_partitions=True)
         disks = {d.name for d in devices if d.kind == "disk"}
         if raid.dismantle(self.get_skip_list_from_node_for_raids(node), allowed=disks):
@@ -324,8 +323,6 @@ class GenericHardwareManager(managers.HardwareManager):
 
     def validate_configuration(self, raid_config: dict[str, Any], node: dict[str, Any]
                                ) -> None:
-        from ironic_python_agent.hardware import raid
-
         raid.validate(raid_config, (node or {}).get("uuid"),
                       self.get_skip_list_from_node_for_raids(node))
 
@@ -365,8 +362,6 @@ class GenericHardwareManager(managers.HardwareManager):
 
     def _create_raid(self, node: dict[str, Any], raid_config: dict[str, Any]
                      ) -> dict[str, Any]:
-        from ironic_python_agent.hardware import raid
-
         if not raid.software_disks(raid_config):
             LOG.info("No software RAID logical disks in %s", raid_config)
             return {}
@@ -380,8 +375,6 @@ class GenericHardwareManager(managers.HardwareManager):
                              ) -> None:
         """Remove every software RAID device (but those ``skip_block_devices`` keeps by
         ``volume_name``), every md superblock and the holder disks' partition tables."""
-        from ironic_python_agent.hardware import raid
-
         raid.delete(lambda: self.list_block_devices(include_partitions=True),
                     self.get_skip_list_from_node_for_raids(node),
                     scan=not options.allowlist())

@@ -34,7 +34,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ironic_python_agent import errors, run
-from ironic_python_agent.hardware import erase, root_hints
+from ironic_python_agent.hardware import erase, md, root_hints
+from ironic_python_agent.hardware.md import DATA_OFFSET_MIB, Array
 from ironic_python_agent.hardware.devices import BlockDevice
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ LEVELS = {"0": "0", "1": "1", "1+0": "10", "5": "5", "6": "6"}
 MIN_DISKS = {"0": 2, "1": 2, "1+0": 2, "5": 3, "6": 4}
 ESP_MIB = 550  # upstream's (and diskimage-builder's) ESP size
 BIOS_BOOT_MIB = 2
-DATA_OFFSET_MIB = 2  # md 1.2: superblock, bad-block log and bitmap fit before the data
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"
 GPT_RAID_TYPE = "A19D880F-05FC-4D3B-A006-743F0F84911E"
@@ -330,124 +330,6 @@ def sfdisk_script(parts: Sequence[PartSpec], label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- md arrays on this machine ------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Array:
-    device: str              # /dev/md0
-    level: str               # raid1, raid0, ... ("" while inactive)
-    members: tuple[str, ...]  # /dev/vda2, ...
-
-
-def list_arrays(sys_root: str = "/sys") -> list[Array]:
-    """The md devices the kernel has (not partitions on them), from sysfs."""
-    base = f"{sys_root}/class/block"
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        md_dir = f"{base}/{name}/md"
-        if not os.path.isdir(md_dir) or os.path.exists(f"{base}/{name}/partition"):
-            continue
-        members = []
-        for entry in sorted(os.listdir(md_dir)):
-            if entry.startswith("dev-"):
-                members.append("/dev/" + entry[4:])
-        found.append(Array(f"/dev/{name}", _read(f"{md_dir}/level"), tuple(members)))
-    return found
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def holder_disks(members: Sequence[str], sys_root: str = "/sys") -> list[str]:
-    """The disks under member partitions (a whole-disk member is its own disk)."""
-    disks = []
-    for member in members:
-        name = os.path.basename(member)
-        block = f"{sys_root}/class/block/{name}"
-        if os.path.exists(f"{block}/partition"):
-            disk = "/dev/" + os.path.basename(os.path.dirname(os.path.realpath(block)))
-        else:
-            disk = member
-        if disk not in disks:
-            disks.append(disk)
-    return disks
-
-
-def parse_volume_name(detail: str) -> str | None:
-    """The volume name in ``mdadm --detail``/``--examine`` output (without the
-    ``host:`` prefix and the ``(local to host ...)`` note)."""
-    match = re.search(r"^\s*Name\s*:\s*(\S+)", detail, re.MULTILINE)
-    if not match:
-        return None
-    return match.group(1).split(":")[-1] or None
-
-
-def volume_name(device: str) -> str | None:
-    try:
-        out = run.run(["mdadm", "--detail", device], timeout=60, log=False).stdout
-    except run.CommandError:
-        return None
-    return parse_volume_name(out)
-
-
-def _mdadm(*args: str, what: str) -> str:
-    try:
-        return run.run(["mdadm", *args], timeout=300).stdout
-    except run.CommandError as exc:
-        raise errors.SoftwareRAIDError(f"{what}: {exc}") from None
-
-
-def assemble_scan() -> None:
-    """Start the arrays whose members are present (``mdadm --assemble --scan``)."""
-    try:
-        run.run(["mdadm", "--assemble", "--scan"], check=False, timeout=120)
-    except run.CommandError as exc:
-        LOG.info("mdadm --assemble --scan: %s", exc)
-
-
-def has_superblock(device: str) -> bool:
-    """Whether *device* carries an md superblock (any metadata version)."""
-    try:
-        proc = run.run(["mdadm", "--examine", device], check=False, timeout=60, log=False)
-    except run.CommandError:
-        return False
-    # On a disk with a partition table mdadm describes the table and exits 0 too.
-    return proc.returncode == 0 and parse_examine_magic(proc.stdout)
-
-
-def parse_examine_magic(text: str) -> bool:
-    """Whether ``mdadm --examine`` output shows an md superblock (native metadata)."""
-    return re.search(r"^\s*Magic\s*:\s*a92b4efc\s*$", text, re.MULTILINE) is not None
-
-
-def stop_array(array: Array, wipe: bool = True) -> None:
-    """Wipe the array's signatures (its partition table, file systems), stop it and
-    zero the superblock of every member."""
-    if wipe:
-        run.run(["wipefs", "-af", array.device], check=False, timeout=120)
-    _mdadm("--stop", array.device, what=f"Cannot stop {array.device}")
-    for member in array.members:
-        zero_superblock(member)
-
-
-def zero_superblock(device: str) -> None:
-    if not has_superblock(device):
-        return
-    _mdadm("--zero-superblock", device, what=f"Cannot remove the md superblock of {device}")
-    if has_superblock(device):
-        raise errors.SoftwareRAIDError(f"{device} still has an md superblock after "
-                                       "mdadm --zero-superblock")
-
-
 def rescan(disk: str) -> None:
     """Make the kernel see *disk*'s new partition table (also on kernels without
     partition-table parsers, through partx), then let udev settle."""
@@ -468,50 +350,6 @@ def wait_for(paths: Sequence[str], timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise errors.SoftwareRAIDError(f"Partitions did not appear: {', '.join(missing)}")
         time.sleep(0.2)
-
-
-def free_md_devices(count: int, sys_root: str = "/sys") -> list[str]:
-    used = set(os.listdir(f"{sys_root}/class/block")) if os.path.isdir(
-        f"{sys_root}/class/block") else set()
-    names = [f"/dev/md{n}" for n in range(128) if f"md{n}" not in used]
-    if len(names) < count:
-        raise errors.SoftwareRAIDError("No free md (RAID) devices are left")
-    return names[:count]
-
-
-PERSONALITIES = {"0": "raid0", "1": "raid1", "1+0": "raid10", "5": "raid456", "6": "raid456"}
-
-
-def ensure_md_driver(levels: Sequence[str], proc: str = "/proc") -> None:
-    """Load the md driver and the personalities of *levels*; refuse, before any disk
-    is touched, on a kernel without md (no ``/proc/mdstat``)."""
-    modules = ["md_mod", *dict.fromkeys(PERSONALITIES[lv] for lv in levels)]
-    try:
-        run.run(["modprobe", "-a", *modules], check=False, timeout=60)
-    except run.CommandError as exc:
-        LOG.debug("%s", exc)
-    if not os.path.exists(f"{proc}/mdstat"):
-        raise errors.SoftwareRAIDError(
-            f"This kernel has no md (software RAID) driver: {proc}/mdstat is missing and "
-            f"modprobe {' '.join(modules)} did not add it")
-
-
-def create_array(device: str, level: str, name: str, members: Sequence[str],
-                 metadata: str = "1.2") -> None:
-    """``mdadm --create``; then re-add members the kernel left out (as upstream)."""
-    argv = ["--create", device, "--run", "--force", f"--metadata={metadata}",
-            f"--level={LEVELS.get(level, level)}", f"--name={name}", "--homehost=any",
-            f"--raid-devices={len(members)}"]
-    if metadata.startswith("1.2"):
-        argv.append(f"--data-offset={DATA_OFFSET_MIB}M")
-    _mdadm(*argv, *members,
-           what=f"Failed to create md device {device} on {' '.join(members)}")
-    present = {a.device: a for a in list_arrays()}.get(device)
-    present_members = set(present.members) if present else set()
-    for member in members:
-        if present and member not in present_members:
-            LOG.warning("%s is missing from %s, re-adding it", member, device)
-            _mdadm("--add", device, member, what=f"Failed to re-add {member} to {device}")
 
 
 # --- what to keep: skip_block_devices with volume_name (upstream's rules) ----------------
@@ -538,7 +376,7 @@ def decide(arrays: dict[str, tuple[str | None, list[str]]], skip_names: set[str]
 
 
 def describe_arrays(arrays: Sequence[Array]) -> dict[str, tuple[str | None, list[str]]]:
-    return {a.device: (volume_name(a.device), holder_disks(a.members)) for a in arrays}
+    return {a.device: (md.volume_name(a.device), md.holder_disks(a.members)) for a in arrays}
 
 
 # --- the steps -----------------------------------------------------------------------------
@@ -561,7 +399,7 @@ def create(node: dict[str, Any], raid_config: dict[str, Any], devices: Sequence[
     label = partition_table_type(node, boot_mode)
     disks = [d for d in devices if d.kind in ("disk", "mpath")]
 
-    existing = describe_arrays(list_arrays())
+    existing = describe_arrays(md.list_arrays())
     actions = decide(existing, skip_names)
     wanted = {d.get("volume_name") for d in logical} - {None}
     # Arrays the skip list keeps, and (upstream) wiped neighbours of theirs that the
@@ -585,7 +423,7 @@ def create(node: dict[str, Any], raid_config: dict[str, Any], devices: Sequence[
     held = {h for _, holders in existing.values() for h in holders}
     disks = [d for d in disks if d.name not in held]
     chosen = select_disks([d for _, d in todo], disks)
-    free = free_md_devices(len(todo))
+    free = md.free_md_devices(len(todo))
     volumes = [Volume(index=n, level=str(d["raid_level"]),
                       size_gb=None if d.get("size_gb") == "MAX" else int(d["size_gb"]),
                       name=str(d.get("volume_name") or free[i].removeprefix("/dev/")),
@@ -602,7 +440,7 @@ def create(node: dict[str, Any], raid_config: dict[str, Any], devices: Sequence[
     LOG.info("Creating software RAID (%s, %s): %s", boot_mode, label,
              "; ".join(f"{v.device} RAID-{v.level} {v.size_gb or 'MAX'} GiB on "
                        f"{', '.join(v.members)}" for v in volumes))
-    ensure_md_driver([v.level for v in volumes])
+    md.ensure_md_driver([LEVELS[v.level] for v in volumes])
     partition_disks(layout, label)
     wait_for([m for v in volumes for m in v.members])
     roots: dict[str, bool | None] = {}
@@ -610,7 +448,7 @@ def create(node: dict[str, Any], raid_config: dict[str, Any], devices: Sequence[
         for member in volume.members:
             # Stale signatures where a partition now starts would make mdadm ask.
             run.run(["wipefs", "-af", member], check=False, timeout=60)
-        create_array(volume.device, volume.level, volume.name, volume.members)
+        md.create_array(volume.device, LEVELS[volume.level], volume.name, volume.members)
         roots[volume.device] = volume.is_root
     run.run(["udevadm", "settle", "--timeout=30"], check=False, timeout=60)
     LOG.info("Successfully created Software RAID")
@@ -639,7 +477,7 @@ def _in_use(disk: str) -> bool:
         pass
     probe = run.run(["blkid", "-p", "-o", "export", disk], check=False, timeout=60, log=False)
     return any(line.split("=", 1)[0] in ("PTTYPE", "TYPE") for line in
-               probe.stdout.splitlines()) or has_superblock(disk)
+               probe.stdout.splitlines()) or md.has_superblock(disk)
 
 
 def delete(devices_with_partitions: Any, skip_names: set[str], scan: bool = True
@@ -653,8 +491,8 @@ def delete(devices_with_partitions: Any, skip_names: set[str], scan: bool = True
     actions: dict[str, str] = {}
     for attempt in range(3):
         if scan:
-            assemble_scan()
-        arrays = list_arrays()
+            md.assemble_scan()
+        arrays = md.list_arrays()
         actions = decide(describe_arrays(arrays), skip_names)
         remaining = [a for a in arrays if actions[a.device] == "delete"]
         # The first pass always runs: it also zeroes superblocks no array uses.
@@ -672,7 +510,7 @@ def delete(devices_with_partitions: Any, skip_names: set[str], scan: bool = True
 def _delete_pass(arrays: Sequence[Array], others: Sequence[Array], actions: dict[str, str],
                  devices_with_partitions: Any) -> None:
     keep_members = {m for a in others for m in a.members}
-    keep_disks = set(holder_disks(sorted(keep_members)))
+    keep_disks = set(md.holder_disks(sorted(keep_members)))
     for array in others:
         if actions[array.device] == "wipe":
             LOG.warning("Software RAID device %s shares disks with a kept one: wiping its "
@@ -682,19 +520,19 @@ def _delete_pass(arrays: Sequence[Array], others: Sequence[Array], actions: dict
     for array in arrays:
         LOG.info("Deleting software RAID device %s (%s on %s)", array.device, array.level,
                  ", ".join(array.members))
-        holders += [d for d in holder_disks(array.members) if d not in holders]
-        stop_array(array)
+        holders += [d for d in md.holder_disks(array.members) if d not in holders]
+        md.stop_array(array)
     # Superblocks of arrays that are not assembled (a missing member, another
     # machine's array): any disk or partition, partitions first.
     for device in sorted(devices_with_partitions(), key=lambda d: d.name, reverse=True):
         if device.name in keep_members or device.name in keep_disks or device.kind not in (
                 "disk", "part"):
             continue
-        if device.kind == "part" and holder_disks([device.name])[0] in keep_disks:
+        if device.kind == "part" and md.holder_disks([device.name])[0] in keep_disks:
             continue
-        if has_superblock(device.name):
+        if md.has_superblock(device.name):
             LOG.info("Removing the md superblock of %s", device.name)
-            zero_superblock(device.name)
+            md.zero_superblock(device.name)
     for disk in holders:
         if disk in keep_disks:
             LOG.warning("Holder disk %s also holds a kept RAID device: its partition "
@@ -710,7 +548,7 @@ def _delete_pass(arrays: Sequence[Array], others: Sequence[Array], actions: dict
 
 def _size(disk: str) -> int:
     """Bytes, from sysfs (512-byte units whatever the sector size)."""
-    return int(_read(f"/sys/class/block/{os.path.basename(disk)}/size") or 0) * 512
+    return int(md._read(f"/sys/class/block/{os.path.basename(disk)}/size") or 0) * 512
 
 
 def dismantle(skip_names: set[str], allowed: Any = None) -> list[str]:
@@ -718,7 +556,7 @@ def dismantle(skip_names: set[str], allowed: Any = None) -> list[str]:
     their content) and zero their members' superblocks, so that the members are
     erased as plain disks. *allowed* (a set of disk paths), when given, limits
     this to arrays whose holder disks are all in it. Returns the stopped devices."""
-    arrays = list_arrays()
+    arrays = md.list_arrays()
     if not arrays:
         return []
     described = describe_arrays(arrays)
@@ -731,7 +569,7 @@ def dismantle(skip_names: set[str], allowed: Any = None) -> list[str]:
             continue
         LOG.info("Taking software RAID device %s apart before erasing its members",
                  array.device)
-        stop_array(array)
+        md.stop_array(array)
         stopped.append(array.device)
     return stopped
 
@@ -740,15 +578,15 @@ def zero_stray_superblocks(devices: Sequence[BlockDevice]) -> list[str]:
     """Zero the md superblocks on *devices* (disks and partitions) that no running
     array uses: members of arrays that are not assembled (a missing member,
     another machine's array, a kernel without md). Returns the devices zeroed."""
-    members = {m for a in list_arrays() for m in a.members}
+    members = {m for a in md.list_arrays() for m in a.members}
     zeroed = []
     for device in sorted(devices, key=lambda d: d.name, reverse=True):
         if device.kind not in ("disk", "part") or device.name in members:
             continue
-        if has_superblock(device.name):
+        if md.has_superblock(device.name):
             LOG.info("Removing the md superblock of %s (no running array uses it)",
                      device.name)
-            zero_superblock(device.name)
+            md.zero_superblock(device.name)
             zeroed.append(device.name)
     return zeroed
 
@@ -757,8 +595,8 @@ def zero_stray_superblocks(devices: Sequence[BlockDevice]) -> list[str]:
 
 def find_esp_array() -> str | None:
     """The md device of the RAIDed ESPs (volume name ``esp``), if assembled."""
-    for array in list_arrays():
-        if volume_name(array.device) == ESP_VOLUME_NAME:
+    for array in md.list_arrays():
+        if md.volume_name(array.device) == ESP_VOLUME_NAME:
             return array.device
     return None
 
@@ -791,16 +629,16 @@ def prepare_boot_partitions(root_md: str, boot_mode: str) -> str | None:
     if existing:
         LOG.info("Found RAIDed ESP %s, not creating another", existing)
         return existing
-    arrays = {a.device: a for a in list_arrays()}
+    arrays = {a.device: a for a in md.list_arrays()}
     if root_md not in arrays:
         raise errors.SoftwareRAIDError(f"{root_md} is not an assembled md device")
-    disks = holder_disks(arrays[root_md].members)
+    disks = md.holder_disks(arrays[root_md].members)
     parts = esp_partitions(disks)
     if len(parts) < 2:
         raise errors.SoftwareRAIDError(
             f"Expected an EFI system partition on each of {', '.join(disks)} (made by "
             f"create_configuration), found {', '.join(parts) or 'none'}")
-    device = free_md_devices(1)[0]
-    create_array(device, "1", ESP_VOLUME_NAME, parts, metadata="1.0")
+    device = md.free_md_devices(1)[0]
+    md.create_array(device, "1", ESP_VOLUME_NAME, parts, metadata="1.0")
     run.run(["udevadm", "settle", "--timeout=30"], check=False, timeout=60)
     return device

@@ -91,8 +91,9 @@ def test_generic_clean_steps():
     assert by_name["erase_devices"]["priority"] == 10
     assert by_name["erase_devices_metadata"]["priority"] == 99
     assert by_name["erase_devices_express"]["priority"] == 0
-    for step in by_name.values():
-        assert step["interface"] == "deploy" and step["reboot_requested"] is False
+    for name, step in by_name.items():
+        interface = "raid" if name.endswith("_configuration") else "deploy"
+        assert step["interface"] == interface and step["reboot_requested"] is False
         assert step["abortable"] is True
 
 

@@ -8,7 +8,16 @@ import os
 from typing import Any
 
 from ironic_python_agent import config, errors, run
-from ironic_python_agent.hardware import disks, erase, inventory, managers, options, root_hints
+from ironic_python_agent.hardware import (
+    disks,
+    erase,
+    inventory,
+    managers,
+    md,
+    options,
+    raid,
+    root_hints,
+)
 from ironic_python_agent.hardware.devices import (
     CPU,
     BlockDevice,
@@ -39,6 +48,14 @@ WRITE_IMAGE_ARGS = {
                     "required": False},
 }
 
+RAID_APPLY_CONFIGURATION_ARGSINFO = {
+    "raid_config": {"description": "The RAID configuration to apply.", "required": True},
+    "delete_existing": {"description": "Setting this to 'True' indicates to delete existing "
+                                       "RAID configuration prior to creating the new "
+                                       "configuration. Default value is 'True'.",
+                        "required": False},
+}
+
 
 class GenericHardwareManager(managers.HardwareManager):
     HARDWARE_MANAGER_NAME = "generic_hardware_manager"
@@ -48,9 +65,19 @@ class GenericHardwareManager(managers.HardwareManager):
         self._dmi: list[tuple[str, dict[str, str]]] | None = None
         self._dmi_read = False
         self._bmc = inventory.BMCProbe()
+        # md device -> is_root_volume of the volumes this process created (upstream's
+        # _raid_root_device_mapping).
+        self._raid_roots: dict[str, bool | None] = {}
 
     def evaluate_hardware_support(self) -> int:
         return managers.HardwareSupport.GENERIC
+
+    def initialize(self) -> None:
+        # Start the arrays already on the disks, so that they are listed, erased as
+        # arrays and found by root device hints (as upstream). Not when the
+        # allowlist confines the agent to some devices (tests on a shared host).
+        if not options.allowlist():
+            md.assemble_scan()
 
     # --- inventory -----------------------------------------------------------------
 
@@ -168,6 +195,13 @@ class GenericHardwareManager(managers.HardwareManager):
                                            include_wipe: bool = False) -> list[BlockDevice]:
         devices = self.list_block_devices(include_partitions=include_partitions)
         skipped = self.get_skip_list_from_node_for_disks(node, devices)
+        raid_names = self.get_skip_list_from_node_for_raids(node)
+        if raid_names:
+            # md devices the skip list keeps (and, with include_wipe, their neighbours
+            # that are only wiped) are left out, as upstream.
+            actions = raid.decide(raid.describe_arrays(md.list_arrays()), raid_names)
+            dropped = {"keep", "wipe"} if include_wipe else {"keep"}
+            skipped |= {dev for dev, action in actions.items() if action in dropped}
         if not skipped:
             return devices
         # A partition goes with its disk.
@@ -176,11 +210,51 @@ class GenericHardwareManager(managers.HardwareManager):
                            for s in skipped)]
 
     def get_os_install_device(self, permit_refresh: bool = False) -> str:
+        """The root device: the software RAID root volume (``is_root_volume`` of the
+        volumes created in this process, else of the node's ``raid_config``) wins
+        over hints; otherwise the hints, or the smallest disk of 4 GiB or more that is
+        not an md member (volumes marked ``is_root_volume: false`` and their members
+        are never chosen)."""
         node = managers.get_cached_node() or {}
         hints = ((node.get("instance_info") or {}).get("root_device")
                  or (node.get("properties") or {}).get("root_device"))
         devices = self.list_block_devices_check_skip_list(node, all_serial_and_wwn=True)
+        arrays = {a.device: a for a in md.list_arrays()}
+        roots = dict(self._raid_roots) or self._raid_roots_from_node(node, arrays)
+        for device, is_root in roots.items():
+            if device not in arrays:
+                continue
+            if is_root:
+                if hints:
+                    LOG.warning("Both root device hints (%s) and a root volume from the "
+                                "RAID configuration are defined; using the RAID root "
+                                "volume %s", hints, device)
+                return device
+            if is_root is False:
+                excluded = {device, *arrays[device].members,
+                            *md.holder_disks(arrays[device].members)}
+                devices = [d for d in devices if d.name not in excluded]
+        if not hints:
+            members = {m for a in arrays.values() for m in a.members}
+            holders = set(md.holder_disks(sorted(members)))
+            devices = [d for d in devices if d.name not in members | holders]
         return root_hints.choose_root_device(devices, hints).name
+
+    @staticmethod
+    def _raid_roots_from_node(node: dict[str, Any], arrays: dict[str, Any]
+                              ) -> dict[str, bool | None]:
+        """``is_root_volume`` of the node's current ``raid_config`` (Ironic saves the
+        result of create_configuration there), matched to arrays by volume name."""
+        logical = raid.software_disks(node.get("raid_config"))
+        if not logical or not arrays:
+            return {}
+        by_name = {md.volume_name(device): device for device in arrays}
+        found: dict[str, bool | None] = {}
+        for index, disk in enumerate(logical):
+            name = disk.get("volume_name") or f"md{index}"
+            if name in by_name and "is_root_volume" in disk:
+                found[by_name[name]] = disk.get("is_root_volume")
+        return found
 
     def get_usb_devices(self) -> list[dict[str, Any]]:
         found = []
@@ -217,16 +291,94 @@ class GenericHardwareManager(managers.HardwareManager):
                            ) -> dict[str, Any]:
         return erase.erase_block_device(node, block_device)
 
+    def _dismantle_raid(self, node: dict[str, Any]) -> None:
+        """Stop the md arrays on the disks about to be erased (but those
+        ``skip_block_devices`` keeps) and zero their members' superblocks, so the
+        members are erased as plain disks."""
+        devices = self.list_block_devices_check_skip_list(node, include_partitions=True)
+        disks = {d.name for d in devices if d.kind == "disk"}
+        if raid.dismantle(self.get_skip_list_from_node_for_raids(node), allowed=disks):
+            devices = self.list_block_devices_check_skip_list(node, include_partitions=True)
+        raid.zero_stray_superblocks(devices)
+        self._raid_roots = {}
+
+    def erase_devices(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> Any:
+        self._dismantle_raid(node)
+        return super().erase_devices(node, ports)
+
     def erase_devices_metadata(self, node: dict[str, Any], ports: list[dict[str, Any]]
                                ) -> dict[str, Any]:
+        self._dismantle_raid(node)
         devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node,
-                                                include_partitions=True)
+                                                include_partitions=True, include_wipe=True)
         return erase.erase_metadata(node, devices)
 
     def erase_devices_express(self, node: dict[str, Any], ports: list[dict[str, Any]]
                               ) -> dict[str, Any]:
+        self._dismantle_raid(node)
         devices = managers.dispatch_to_managers("list_block_devices_check_skip_list", node)
         return erase.erase_express(node, devices)
+
+    # --- software RAID (see raid.py) -------------------------------------------------
+
+    def validate_configuration(self, raid_config: dict[str, Any], node: dict[str, Any]
+                               ) -> None:
+        raid.validate(raid_config, (node or {}).get("uuid"),
+                      self.get_skip_list_from_node_for_raids(node))
+
+    def create_configuration(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                             create_root_volume: bool = True,
+                             create_nonroot_volumes: bool = True) -> dict[str, Any]:
+        """Build the software RAID of ``node.target_raid_config``; the configuration.
+
+        The step arguments of Ironic's ``create_configuration`` (which the conductor
+        passes on in the step) leave out the root or the other volumes, as
+        Ironic's ``filter_target_raid_config``.
+        """
+        raid_config = (node or {}).get("target_raid_config") or {}
+        if not raid_config:
+            LOG.info("No target_raid_config found")
+            return {}
+        logical = raid_config.get("logical_disks") or []
+        if not create_root_volume:
+            logical = [d for d in logical if not d.get("is_root_volume")]
+        if not create_nonroot_volumes:
+            logical = [d for d in logical if d.get("is_root_volume")]
+        if not logical:
+            raise errors.SoftwareRAIDError(
+                "The target RAID configuration is empty after skipping the "
+                + ("root volume" if not create_root_volume else "non-root volumes"))
+        return self._create_raid(node, {**raid_config, "logical_disks": logical})
+
+    def apply_configuration(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                            raid_config: dict[str, Any], delete_existing: bool = True
+                            ) -> dict[str, Any]:
+        """The ``apply_configuration`` deploy step: build *raid_config*, after
+        deleting the existing software RAID unless *delete_existing* is false."""
+        self.validate_configuration(raid_config, node)
+        if delete_existing not in (False, "false", "False", 0):
+            self.delete_configuration(node, ports)
+        return self._create_raid(node, raid_config)
+
+    def _create_raid(self, node: dict[str, Any], raid_config: dict[str, Any]
+                     ) -> dict[str, Any]:
+        if not raid.software_disks(raid_config):
+            LOG.info("No software RAID logical disks in %s", raid_config)
+            return {}
+        devices = self.list_block_devices_check_skip_list(node)
+        result, roots = raid.create(node, raid_config, devices,
+                                    self.get_skip_list_from_node_for_raids(node))
+        self._raid_roots.update({d: r for d, r in roots.items() if r is not None})
+        return result
+
+    def delete_configuration(self, node: dict[str, Any], ports: list[dict[str, Any]]
+                             ) -> None:
+        """Remove every software RAID device (but those ``skip_block_devices`` keeps by
+        ``volume_name``), every md superblock and the holder disks' partition tables."""
+        raid.delete(lambda: self.list_block_devices(include_partitions=True),
+                    self.get_skip_list_from_node_for_raids(node),
+                    scan=not options.allowlist())
+        self._raid_roots = {}
 
     def erase_pstore(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> list[str]:
         """Delete the kernel crash records kept in the pstore filesystem."""
@@ -308,6 +460,8 @@ class GenericHardwareManager(managers.HardwareManager):
             _step("erase_devices_express", 0, abortable=True),
             _step("erase_pstore", 0, abortable=True),
             _clean_uefi_nvram_step(abortable=True),
+            _step("delete_configuration", 0, "raid", abortable=True),
+            _step("create_configuration", 0, "raid", abortable=True),
             *(_step(f"burnin_{what}", 0, abortable=True)
               for what in ("cpu", "disk", "memory", "network")),
         ]
@@ -316,6 +470,7 @@ class GenericHardwareManager(managers.HardwareManager):
                          ) -> list[dict[str, Any]]:
         return [
             _step("erase_devices_metadata", 0),
+            _step("apply_configuration", 0, "raid", argsinfo=RAID_APPLY_CONFIGURATION_ARGSINFO),
             _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS),
             _clean_uefi_nvram_step(),
             _inject_files_step(),
@@ -324,7 +479,11 @@ class GenericHardwareManager(managers.HardwareManager):
     def get_service_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
                           ) -> list[dict[str, Any]]:
         # burnin_disk is left out, as upstream: it would destroy the instance's data.
-        return [*(_step(f"burnin_{what}", 0, abortable=True)
+        return [_step("delete_configuration", 0, "raid", abortable=True),
+                _step("apply_configuration", 0, "raid",
+                      argsinfo=RAID_APPLY_CONFIGURATION_ARGSINFO),
+                _step("create_configuration", 0, "raid", abortable=True),
+                *(_step(f"burnin_{what}", 0, abortable=True)
                   for what in ("cpu", "memory", "network")),
                 _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
 

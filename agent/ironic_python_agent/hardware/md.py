@@ -1,15 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Software RAID (md) helpers with upstream's names, for hardware managers.
+"""Software RAID (md) devices: upstream's helpers (for hardware managers) and the
+arrays the kernel has, read from sysfs, with the mdadm actions on them.
 
 ``mdadm`` output is parsed in pure functions; a missing mdadm means "no md".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import stat
+from collections.abc import Sequence
 
 from ironic_python_agent import errors, run
 
@@ -93,3 +96,168 @@ def get_component_devices(raid_device: str) -> list[str]:
         if out and md_uuid in out:
             found.append(device.name)
     return found
+
+
+# --- md arrays on this machine ------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Array:
+    device: str              # /dev/md0
+    level: str               # raid1, raid0, ... ("" while inactive)
+    members: tuple[str, ...]  # /dev/vda2, ...
+
+
+def list_arrays(sys_root: str = "/sys") -> list[Array]:
+    """The md devices the kernel has (not partitions on them), from sysfs."""
+    base = f"{sys_root}/class/block"
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        md_dir = f"{base}/{name}/md"
+        if not os.path.isdir(md_dir) or os.path.exists(f"{base}/{name}/partition"):
+            continue
+        members = []
+        for entry in sorted(os.listdir(md_dir)):
+            if entry.startswith("dev-"):
+                members.append("/dev/" + entry[4:])
+        found.append(Array(f"/dev/{name}", _read(f"{md_dir}/level"), tuple(members)))
+    return found
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def holder_disks(members: Sequence[str], sys_root: str = "/sys") -> list[str]:
+    """The disks under member partitions (a whole-disk member is its own disk)."""
+    disks = []
+    for member in members:
+        name = os.path.basename(member)
+        block = f"{sys_root}/class/block/{name}"
+        if os.path.exists(f"{block}/partition"):
+            disk = "/dev/" + os.path.basename(os.path.dirname(os.path.realpath(block)))
+        else:
+            disk = member
+        if disk not in disks:
+            disks.append(disk)
+    return disks
+
+
+def parse_volume_name(detail: str) -> str | None:
+    """The volume name in ``mdadm --detail``/``--examine`` output (without the
+    ``host:`` prefix and the ``(local to host ...)`` note)."""
+    match = re.search(r"^\s*Name\s*:\s*(\S+)", detail, re.MULTILINE)
+    if not match:
+        return None
+    return match.group(1).split(":")[-1] or None
+
+
+def volume_name(device: str) -> str | None:
+    try:
+        out = run.run(["mdadm", "--detail", device], timeout=60, log=False).stdout
+    except run.CommandError:
+        return None
+    return parse_volume_name(out)
+
+
+def _mdadm_checked(*args: str, what: str) -> str:
+    try:
+        return run.run(["mdadm", *args], timeout=300).stdout
+    except run.CommandError as exc:
+        raise errors.SoftwareRAIDError(f"{what}: {exc}") from None
+
+
+def assemble_scan() -> None:
+    """Start the arrays whose members are present (``mdadm --assemble --scan``)."""
+    try:
+        run.run(["mdadm", "--assemble", "--scan"], check=False, timeout=120)
+    except run.CommandError as exc:
+        LOG.info("mdadm --assemble --scan: %s", exc)
+
+
+def has_superblock(device: str) -> bool:
+    """Whether *device* carries an md superblock (any metadata version)."""
+    try:
+        proc = run.run(["mdadm", "--examine", device], check=False, timeout=60, log=False)
+    except run.CommandError:
+        return False
+    # On a disk with a partition table mdadm describes the table and exits 0 too.
+    return proc.returncode == 0 and parse_examine_magic(proc.stdout)
+
+
+def parse_examine_magic(text: str) -> bool:
+    """Whether ``mdadm --examine`` output shows an md superblock (native metadata)."""
+    return re.search(r"^\s*Magic\s*:\s*a92b4efc\s*$", text, re.MULTILINE) is not None
+
+
+def stop_array(array: Array, wipe: bool = True) -> None:
+    """Wipe the array's signatures (its partition table, file systems), stop it and
+    zero the superblock of every member."""
+    if wipe:
+        run.run(["wipefs", "-af", array.device], check=False, timeout=120)
+    _mdadm_checked("--stop", array.device, what=f"Cannot stop {array.device}")
+    for member in array.members:
+        zero_superblock(member)
+
+
+def zero_superblock(device: str) -> None:
+    if not has_superblock(device):
+        return
+    _mdadm_checked("--zero-superblock", device, what=f"Cannot remove the md superblock of {device}")
+    if has_superblock(device):
+        raise errors.SoftwareRAIDError(f"{device} still has an md superblock after "
+                                       "mdadm --zero-superblock")
+
+
+def free_md_devices(count: int, sys_root: str = "/sys") -> list[str]:
+    used = set(os.listdir(f"{sys_root}/class/block")) if os.path.isdir(
+        f"{sys_root}/class/block") else set()
+    names = [f"/dev/md{n}" for n in range(128) if f"md{n}" not in used]
+    if len(names) < count:
+        raise errors.SoftwareRAIDError("No free md (RAID) devices are left")
+    return names[:count]
+
+
+# mdadm level -> the kernel module of its personality
+PERSONALITIES = {"0": "raid0", "1": "raid1", "10": "raid10", "5": "raid456", "6": "raid456"}
+DATA_OFFSET_MIB = 2  # md 1.2: superblock, bad-block log and bitmap fit before the data
+
+
+def ensure_md_driver(levels: Sequence[str], proc: str = "/proc") -> None:
+    """Load the md driver and the personalities of *levels* (mdadm's names); refuse,
+    before any disk is touched, on a kernel without md (no ``/proc/mdstat``)."""
+    modules = ["md_mod", *dict.fromkeys(PERSONALITIES[lv] for lv in levels)]
+    try:
+        run.run(["modprobe", "-a", *modules], check=False, timeout=60)
+    except run.CommandError as exc:
+        LOG.debug("%s", exc)
+    if not os.path.exists(f"{proc}/mdstat"):
+        raise errors.SoftwareRAIDError(
+            f"This kernel has no md (software RAID) driver: {proc}/mdstat is missing and "
+            f"modprobe {' '.join(modules)} did not add it")
+
+
+def create_array(device: str, level: str, name: str, members: Sequence[str],
+                 metadata: str = "1.2") -> None:
+    """``mdadm --create`` (*level* in mdadm's names); then re-add members the kernel
+    left out (as upstream)."""
+    argv = ["--create", device, "--run", "--force", f"--metadata={metadata}",
+            f"--level={level}", f"--name={name}", "--homehost=any",
+            f"--raid-devices={len(members)}"]
+    if metadata.startswith("1.2"):
+        argv.append(f"--data-offset={DATA_OFFSET_MIB}M")
+    _mdadm_checked(*argv, *members,
+                   what=f"Failed to create md device {device} on {' '.join(members)}")
+    present = {a.device: a for a in list_arrays()}.get(device)
+    present_members = set(present.members) if present else set()
+    for member in members:
+        if present and member not in present_members:
+            LOG.warning("%s is missing from %s, re-adding it", member, device)
+            _mdadm_checked("--add", device, member, what=f"Failed to re-add {member} to {device}")

@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End to end: the real Ironic 39 builds and deletes software RAID on a QEMU node.
+
+A node with four virtio disks (TCG, tinyipa from the kernel, BIOS, so MBR
+member disks) and ``raid_interface=agent``; the operator sets a
+``target_raid_config`` of a RAID-1 root and a RAID-0 data volume and runs manual
+cleaning with ``delete_configuration`` + ``create_configuration``: Ironic
+stores the agent's result as the node's ``raid_config`` and the RAID level in
+its capabilities, and the host reads the md superblocks from the disk files.
+One boot only (CI time): ``delete_configuration`` leaving clean disks, erasing
+and the other layouts are shown in tinyipa with the agent's API alone
+(tests/boot/test_tinyipa_raid.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.boot.qemu import GuestSpec
+from tests.e2e import ironic, qemu_bmc
+from tests.e2e.conftest import Ironic
+from tests.raidtools import gpt_entries, mbr_entries, superblock
+
+pytestmark = [pytest.mark.e2e, pytest.mark.boot]
+
+MiB = 1 << 20
+TARGET = {"logical_disks": [
+    {"controller": "software", "raid_level": "1", "size_gb": 1, "volume_name": "root",
+     "is_root_volume": True},
+    {"controller": "software", "raid_level": "0", "size_gb": 2, "volume_name": "data"}]}
+
+
+@dataclass
+class FourDiskMedia(qemu_bmc.KernelMedia):
+    """Direct kernel boot with three more virtio disks beside the node's own."""
+
+    extra_disks: tuple[Path, ...] = field(default=())
+
+    def spec(self, node: qemu_bmc.QemuNode, params: str, workdir: Path) -> GuestSpec:
+        spec = super().spec(node, params, workdir)
+        args: list[str] = []
+        for n, path in enumerate(self.extra_disks, start=1):
+            args += ["-drive", f"file={path},if=none,id=raid{n},format=raw,cache=unsafe",
+                     "-device", f"virtio-blk-pci,drive=raid{n},serial=raid-disk{n}"]
+        spec.extra_args = tuple(args)
+        return spec
+
+
+@pytest.fixture(scope="module")
+def ironic_raid(tmp_path_factory: pytest.TempPathFactory, e2e_artifacts: Path
+                ) -> Iterator[Ironic]:
+    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600)
+    service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-raid"))
+    try:
+        yield Ironic(service, client)
+    finally:
+        service.stop()
+        with contextlib.suppress(OSError):
+            (e2e_artifacts / "qemu-raid").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(service.log, e2e_artifacts / "qemu-raid" / "ironic.log")
+
+
+@pytest.mark.timeout(1800)
+def test_raid_interface_agent_builds_software_raid(
+        ironic_raid: Ironic, e2e_artifacts: Path, tmp_path: Path) -> None:
+    kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
+    extra = tuple(tmp_path / f"raid-disk{n}.img" for n in (1, 2, 3))
+    for path in extra:
+        with open(path, "wb") as f:
+            f.truncate(qemu_bmc.DISK_SIZE)
+    media = FourDiskMedia(kernel, initrd, extra_disks=extra)
+    node = qemu_bmc.QemuNode("vm-raid", media, ironic_raid.service.api_port, tmp_path,
+                             e2e_artifacts / "qemu-raid")
+    flows = qemu_bmc.NodeFlows(node, ironic_raid.service, ironic_raid.client)
+    client, service = ironic_raid.client, ironic_raid.service
+    disks = [node.disk, *extra]
+    try:
+        flows.enroll()
+        client.patch_node(node.uuid, raid_interface="agent")
+        client.call("PUT", f"/v1/nodes/{node.uuid}/states/raid", TARGET, ok=(204,))
+
+        created = qemu_bmc.drive(
+            node, service, client, "clean", {"manageable"}, wait_state="clean wait",
+            label="raid-create", clean_steps=[
+                {"interface": "raid", "step": "delete_configuration"},
+                {"interface": "raid", "step": "create_configuration"}]).node
+        assert created["last_error"] is None, created["last_error"]
+        assert created["raid_config"]["logical_disks"] == TARGET["logical_disks"]
+        assert "raid_level:1" in created["properties"].get("capabilities", "")
+        for disk in disks:
+            assert gpt_entries(disk) == [], disk  # BIOS, no disk_label: MBR members
+            parts = mbr_entries(disk)
+            assert [(p[0], p[1] - p[0], p[2]) for p in parts] == [
+                (1 * MiB, 1026 * MiB, 0xFD), (1027 * MiB, 514 * MiB, 0xFD)], disk
+            root, data = superblock(disk, parts[0][0]), superblock(disk, parts[1][0])
+            assert root is not None and data is not None, disk
+            assert (root["major"], root["super_offset"], root["name"], root["level"]) == (
+                1, 8, "any:root", 1)
+            assert (data["name"], data["level"], data["raid_disks"]) == ("any:data", 0, 4)
+    finally:
+        node.close()
+        flows.retire()

@@ -25,6 +25,8 @@ RENDERED: dict[str, str] = {
     "dhcp.network.j2": "etc/systemd/network/80-lean-ipa-dhcp.network",
     "wait-online.conf.j2": "etc/systemd/system/systemd-networkd-wait-online.service.d/lean-ipa.conf",
     "ssh-condition.conf.j2": "etc/systemd/system/ssh.service.d/lean-ipa.conf",
+    "lean-ipa-rescue.path.j2": "etc/systemd/system/lean-ipa-rescue.path",
+    "lean-ipa-rescue.service.j2": "etc/systemd/system/lean-ipa-rescue.service",
 }
 
 # symlink inside the root -> its target: the units the host starts at boot
@@ -33,6 +35,8 @@ ENABLED: dict[str, str] = {
         "/etc/systemd/system/lean-ipa.service",
     "etc/systemd/system/multi-user.target.wants/lean-ipa-ssh-keys.service":
         "/etc/systemd/system/lean-ipa-ssh-keys.service",
+    "etc/systemd/system/multi-user.target.wants/lean-ipa-rescue.path":
+        "/etc/systemd/system/lean-ipa-rescue.path",
     "etc/systemd/system/multi-user.target.wants/systemd-networkd.service":
         "/usr/lib/systemd/system/systemd-networkd.service",
     "etc/systemd/system/sockets.target.wants/systemd-networkd.socket":

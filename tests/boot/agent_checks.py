@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -115,3 +117,34 @@ def check_booted_agent(api: AgentAPI, spec: GuestSpec,
     macs = {i["mac_address"] for i in inventory["interfaces"]}
     assert spec.mac in macs, macs
     return inventory
+
+
+def finalize_rescue(api: AgentAPI, password: str) -> None:
+    """``rescue.finalize_rescue`` as Ironic 39 sends it: a SHA-256 crypt hash of
+    *password* (its default ``rescue_password_hash_algorithm``), ``hashed: true``."""
+    hashed = subprocess.run(["openssl", "passwd", "-5", "-stdin"], input=password, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    result = api.command("rescue.finalize_rescue", {"rescue_password": hashed, "hashed": True})
+    assert result["command_status"] == "SUCCEEDED", result
+
+
+def rescue_ssh(port: int, password: str, command: str, attempts: int = 10) -> str:
+    """Run *command* over SSH as ``rescue`` with *password* (sshpass + OpenSSH) on the
+    guest's port 22 forwarded to 127.0.0.1:*port*; its stdout, stripped.
+
+    Retries while the server is not up yet (host keys are made on first start,
+    slow under TCG); a refused password fails at once with "Permission denied".
+    """
+    argv = ["sshpass", "-p", password, "ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
+            "-o", "PreferredAuthentications=password", "-o", "ConnectTimeout=30",
+            "rescue@127.0.0.1", command]
+    last = None
+    for _ in range(attempts):
+        # dropbear may still be making its host key under TCG: retry a while.
+        last = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if last.returncode == 0 or "Permission denied" in last.stderr:
+            break
+        time.sleep(3)
+    assert last is not None and last.returncode == 0, last.stderr if last else None
+    return last.stdout.strip()

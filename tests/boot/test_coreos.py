@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.agent_checks import AgentAPI, check_booted_agent, lookup_and_heartbeat
+from tests.boot.agent_checks import (AgentAPI, check_booted_agent, finalize_rescue,
+                                     lookup_and_heartbeat, rescue_ssh)
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
 
@@ -148,14 +149,15 @@ def test_user_host_gets_an_appended_oem_archive(coreos_image: tuple[Path, Path],
 
 
 @pytest.mark.boot
-def test_boot_nspawn_agent_lookup_heartbeat_inventory(coreos_image: tuple[Path, Path]) -> None:
+def test_boot_nspawn_agent_lookup_heartbeat_inventory_rescue(
+        coreos_image: tuple[Path, Path]) -> None:
     kernel, initramfs = coreos_image
     with FakeIronic() as ironic:
         # ipa-api-url is only on the kernel command line: a lookup proves the agent
         # in the container reads the host's command line.
         spec = GuestSpec(
             name="coreos", kernel=kernel, initrd=initramfs, memory_mib=1536,
-            disk_size=DISK_SIZE, disk_serial=DISK_SERIAL,
+            disk_size=DISK_SIZE, disk_serial=DISK_SERIAL, forward_ports=(9999, 22),
             append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
                     "ipa-insecure=1"))
         with Guest(spec) as guest:
@@ -166,3 +168,12 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory(coreos_image: tuple[Path, 
             # /dev, /sys and udev's database reach the container: the virtio disk
             # is there with its size and the serial QEMU gave it.
             check_booted_agent(api, spec)
+
+            # Rescue: the agent in the container takes the password; the host's
+            # lean-ipa-rescue.path gives its rescue user that hash and starts sshd.
+            finalize_rescue(api, "coreos-rescue-pw")
+            port = guest.forwards[22]
+            assert rescue_ssh(port, "coreos-rescue-pw",
+                              "id -u; sudo -n id -u").split() == ["1999", "0"]
+            with pytest.raises(AssertionError, match="Permission denied"):
+                rescue_ssh(port, "not-the-password", "true", attempts=1)

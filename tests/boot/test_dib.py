@@ -6,6 +6,8 @@ virtio disk: the agent started by systemd must look itself up in a fake Ironic
 on 127.0.0.1 (reached from the guest as 10.0.2.2) with the NIC's MAC, then
 heartbeat with a callback URL that works through ``hostfwd``: ``GET
 /v1/status`` answers and ``poll.get_hardware_info`` lists the virtio disk.
+Last, ``rescue.finalize_rescue`` (as Ironic sends it) makes an SSH login as
+``rescue`` with that password work (sudo to root included).
 The serial console is kept under ``out/test-artifacts/dib/`` on failure.
 """
 
@@ -23,8 +25,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.boot.agent_checks import (AGENT_PORT, AgentAPI, agent_status, hardware_inventory,
-                                     virtio_disk)
+from tests.boot.agent_checks import (AGENT_PORT, AgentAPI, agent_status, finalize_rescue,
+                                     hardware_inventory, rescue_ssh, virtio_disk)
 from tests.boot.qemu import Guest
 from tests.boot.qemu import GuestSpec
 from tests.fake_ironic import FakeIronic
@@ -137,7 +139,7 @@ def dib(dib_image: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterato
         spec = GuestSpec(
             name="dib", kernel=kernel, initrd=initrd, memory_mib=1024,
             append=f"console=ttyS0 ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1",
-            disk_serial=DISK_SERIAL, disk_size=DISK_SIZE, forward_ports=(AGENT_PORT,))
+            disk_serial=DISK_SERIAL, disk_size=DISK_SIZE, forward_ports=(AGENT_PORT, 22))
         with Guest(spec) as guest:
             yield Booted(guest, ironic)
             if request.session.testsfailed > failed_before:
@@ -171,3 +173,14 @@ def test_status_through_hostfwd(dib: Booted) -> None:
 def test_hardware_info_lists_the_virtio_disk(dib: Booted) -> None:
     dib.ironic.wait_for_heartbeat(timeout=300)
     virtio_disk(hardware_inventory(agent_api(dib)), dib.guest.spec)
+
+
+def test_rescue_login_with_the_password(dib: Booted) -> None:
+    """Last here: the agent stops serving once the node is rescued."""
+    dib.ironic.wait_for_heartbeat(timeout=300)
+    finalize_rescue(agent_api(dib), "dib-rescue-pw")
+    # lean-ipa-rescue.path starts sshd (making host keys first) once /etc/.rescued exists.
+    port = dib.guest.forwards[22]
+    assert rescue_ssh(port, "dib-rescue-pw", "id -u; sudo -n id -u").split() == ["1999", "0"]
+    with pytest.raises(AssertionError, match="Permission denied"):
+        rescue_ssh(port, "not-the-password", "true", attempts=1)

@@ -10,12 +10,12 @@ import os
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.boot.agent_checks import AgentAPI, check_booted_agent, lookup_and_heartbeat
+from tests.boot.agent_checks import (AgentAPI, check_booted_agent, lookup_and_heartbeat,
+                                     rescue_ssh)
 from tests.boot.qemu import Guest, GuestSpec
 from tests.fake_ironic import FakeIronic
 from tests.tinyipa_build import ensure_tinyipa
@@ -332,20 +332,3 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
                 assert rescue_ssh(guest.forwards[22], "rescue-me", "id -u") == "0"
                 with pytest.raises(AssertionError, match="Permission denied"):
                     rescue_ssh(guest.forwards[22], "wrong-password", "id -u", attempts=1)
-
-
-def rescue_ssh(port: int, password: str, command: str, attempts: int = 10) -> str:
-    """Run *command* over SSH as ``rescue`` with *password* (sshpass + OpenSSH)."""
-    argv = ["sshpass", "-p", password, "ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
-            "-o", "PreferredAuthentications=password", "-o", "ConnectTimeout=30",
-            "rescue@127.0.0.1", command]
-    last = None
-    for _ in range(attempts):
-        # dropbear may still be making its host key under TCG: retry a while.
-        last = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        if last.returncode == 0 or "Permission denied" in last.stderr:
-            break
-        time.sleep(3)
-    assert last is not None and last.returncode == 0, last.stderr if last else None
-    return last.stdout.strip()

@@ -33,7 +33,8 @@ TOP = Path(__file__).resolve().parents[2]
 
 # Provision states where Ironic waits for a ramdisk (the test starts the agent then)
 # and states that end a flow badly.
-WAIT_STATES = frozenset({"clean wait", "wait call-back", "inspect wait", "service wait"})
+WAIT_STATES = frozenset({"clean wait", "wait call-back", "inspect wait", "service wait",
+                         "rescue wait"})
 FAILED_STATES = frozenset({"clean failed", "deploy failed", "inspect failed", "error",
                            "service failed", "rescue failed"})
 
@@ -113,8 +114,12 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
             "graceful_shutdown_timeout": 2,
             "enabled_hardware_types": "fake-hardware",
             "enabled_power_interfaces": "fake",
-            "enabled_management_interfaces": "fake",
-            "enabled_boot_interfaces": "fake",
+            # noop management and pxe boot for the rescue node: the agent rescue
+            # interface needs a boot interface that validates rescue (fake boot does
+            # not), and pxe's unrescue sets the disk boot device (fake management
+            # accepts pxe only). See rescue_node_fields().
+            "enabled_management_interfaces": "fake,noop",
+            "enabled_boot_interfaces": "fake,pxe",
             "enabled_deploy_interfaces": "direct,fake",
             "enabled_inspect_interfaces": "agent,no-inspect",
             "enabled_network_interfaces": "noop",
@@ -125,7 +130,7 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
             "enabled_console_interfaces": "no-console",
             "enabled_firmware_interfaces": "no-firmware",
             "enabled_raid_interfaces": "agent,no-raid",
-            "enabled_rescue_interfaces": "no-rescue",
+            "enabled_rescue_interfaces": "agent,no-rescue",
             "enabled_storage_interfaces": "noop",
             "enabled_vendor_interfaces": "no-vendor",
         },
@@ -139,7 +144,10 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
         "service_catalog": {"endpoint_override": f"http://127.0.0.1:{api_port}"},
         "conductor": {"deploy_callback_timeout": t, "clean_callback_timeout": t,
                       "inspect_wait_timeout": t, "check_provision_state_interval": 5,
-                      "automated_clean": True},
+                      "automated_clean": True,
+                      # file:// kernel and ramdisk URLs from the build output
+                      # (deploy_kernel, rescue_ramdisk, ... of the rescue node).
+                      "file_url_allowed_paths": out_dir()},
         "deploy": {"erase_devices_priority": settings.erase_devices_priority,
                    "erase_devices_metadata_priority": settings.erase_devices_metadata_priority,
                    "http_root": workdir / "httpboot"},
@@ -152,6 +160,12 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
                       # The fake boot interface cannot boot a ramdisk: inspection is
                       # "unmanaged" and the test passes the callback URL to the agent.
                       "require_managed_boot": False},
+        # pxe boot writes its configuration and caches the kernel and ramdisk here;
+        # nothing serves them: the test boots the node itself.
+        "pxe": {"tftp_root": workdir / "tftpboot",
+                "tftp_master_path": workdir / "tftpboot" / "master_images",
+                "images_path": workdir / "images",
+                "instance_master_path": workdir / "master_images"},
         "oslo_concurrency": {"lock_path": workdir / "locks"},
     }
     lines: list[str] = []
@@ -185,7 +199,8 @@ class IronicService:
 
     def start(self, timeout: float = 120) -> IronicClient:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for sub in ("httpboot", "certificates", "deploy-logs", "locks"):
+        for sub in ("httpboot", "certificates", "deploy-logs", "locks", "tftpboot", "images",
+                    "master_images"):
             (self.workdir / sub).mkdir(exist_ok=True)
         self.conf.write_text(render_config(self.settings, self.workdir, self.api_port,
                                            self.rpc_port))

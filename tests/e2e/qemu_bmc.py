@@ -51,6 +51,8 @@ GIB = 1 << 30
 # Root device selection skips disks under 4 GiB; sparse, so only written blocks cost.
 DISK_SIZE = 5 * GIB
 AGENT_PORT = 9999
+# The guest's SSH port (the rescue login); a host port is forwarded to it on every boot.
+SSH_PORT = 22
 # How long Ironic may take to notice a guest that stopped by itself.
 SELF_OFF_GRACE = 90
 # Printed by tinyipa's /init and by the agent once it runs.
@@ -67,7 +69,7 @@ class NodeGuest(Guest):
 
     def start(self) -> NodeGuest:
         # Unlike Guest.start, keep the disk as it is: it is the node's.
-        self.forwards = {AGENT_PORT: self.host_port}
+        self.forwards = {AGENT_PORT: self.host_port, SSH_PORT: ironic.free_port()}
         self.console_path.touch()
         argv = self.argv()
         (self._tmp / "qemu.argv").write_text(" ".join(argv) + "\n")
@@ -262,11 +264,13 @@ def explain(node: QemuNode, service: ironic.IronicService, what: str) -> str:
 
 def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicClient,
           target: str, end_states: Iterable[str], *, wait_state: str, label: str,
-          params: str = "", timeout: float = 600, **provision: Any) -> FlowTiming:
+          params: str = "", timeout: float = 600, keep_running: bool = False,
+          **provision: Any) -> FlowTiming:
     """Request *target*, boot the guest at *wait_state*, wait for one of *end_states*.
 
     The guest is stopped when Ironic records the node powered off after the boot
-    (end of cleaning, deploy tear-down, end of inspection) or when the flow ends.
+    (end of cleaning, deploy tear-down, end of inspection) or when the flow ends,
+    unless *keep_running* and the flow succeeded (a rescued node stays up).
     Raises :class:`FlowFailed` with the console and Ironic's errors otherwise.
     """
     ends = set(end_states)
@@ -279,6 +283,7 @@ def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicCl
     agent_started: float | None = None
     self_off: float | None = None
     deadline = time.monotonic() + timeout
+    reached = False
     try:
         while True:
             if agent_started is None and AGENT_STARTED.search(guest.console()):
@@ -286,6 +291,7 @@ def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicCl
             data = client.node(node.uuid)
             state = data["provision_state"]
             if state in ends and data.get("target_provision_state") in (None, ""):
+                reached = True
                 return FlowTiming(label, node.media.name, agent_started, guest.elapsed,
                                   self_off, data)
             if state in ironic.FAILED_STATES - ends:
@@ -306,7 +312,8 @@ def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicCl
                                                         f"after {timeout:.0f} s"))
             time.sleep(0.5)
     finally:
-        node.power_off()
+        if not (keep_running and reached):
+            node.power_off()
 
 
 # -- images -------------------------------------------------------------------
@@ -443,9 +450,10 @@ class NodeFlows:
         self.client = client
         self.timings: list[FlowTiming] = []
 
-    def enroll(self) -> str:
+    def enroll(self, **fields: Any) -> str:
+        """Create the node (*fields* override the interfaces and add driver_info...)."""
         created = self.client.create_node(f"{self.node.name}-{time.monotonic_ns()}",
-                                          inspect_interface="agent")
+                                          **{"inspect_interface": "agent", **fields})
         self.node.uuid = str(created["uuid"])
         self.client.create_port(self.node.uuid, self.node.mac)
         self.client.set_provision_state(self.node.uuid, "manage")
@@ -479,11 +487,41 @@ class NodeFlows:
         guest off itself (``standby.power_off``) and Ironic then polls the power
         state before forcing it off.
         """
+        driver_info = self.client.node(self.node.uuid)["driver_info"]
         self.client.patch_node(
             self.node.uuid, instance_info=instance_info(server.url(image.name), image, disk_format),
-            driver_info={"deploy_forces_oob_reboot": oob_power_off,
+            driver_info={**driver_info, "deploy_forces_oob_reboot": oob_power_off,
                          "image_http_proxy": server.guest_proxy})
         return self._drive("active", {"active"}, "wait call-back", f"deploy-{disk_format}")
+
+    def rescue(self, password: str) -> FlowTiming:
+        """active → rescuing → rescue wait → rescue; the rescued guest keeps running.
+
+        Ironic hashes *password* and sends the hash in ``rescue.finalize_rescue``
+        on the agent's heartbeat.
+        """
+        return self._drive("rescue", {"rescue"}, "rescue wait", "rescue", keep_running=True,
+                           rescue_password=password)
+
+    def unrescue(self, timeout: float = 180) -> FlowTiming:
+        """rescue → unrescuing → active.
+
+        Ironic powers the node off and on to boot the instance from its disk; the
+        BMC stops the rescue guest (no instance is booted: the image is a test
+        pattern, not an OS).
+        """
+        guest = self.node.guest
+        started = guest.elapsed if guest is not None else 0.0
+        self.client.set_provision_state(self.node.uuid, "unrescue")
+        try:
+            data = self.client.wait_for_state(self.node.uuid, {"active"}, timeout=timeout)
+        except (ironic.IronicError, TimeoutError) as exc:
+            raise FlowFailed(explain(self.node, self.service, f"unrescue: {exc}")) from None
+        finished = guest.elapsed - started if guest is not None else 0.0
+        self.node.power_off()
+        timing = FlowTiming("unrescue", self.node.media.name, None, finished, None, data)
+        self.timings.append(timing)
+        return timing
 
     def undeploy(self) -> FlowTiming:
         """active → deleting → cleaning → available."""

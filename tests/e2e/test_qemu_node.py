@@ -14,6 +14,16 @@ automated cleaning (erase_devices_metadata) → available; deploy of a small
 whole-disk image (raw, then qcow2, from a loopback server, sha256) → active,
 with the image's bytes on the guest's disk; undeploy → cleaning → available.
 
+The kernel-booted node is an Ironic ``pxe`` boot / ``noop`` management node with
+``rescue_interface=agent`` (``driver_info`` names the tinyipa kernel and
+initramfs as deploy and rescue images; Ironic stages them and writes the PXE
+configuration, which nothing serves: the BMC boots the same files directly).
+After its last deploy Ironic rescues it: the agent's heartbeat in ``rescue
+wait`` gets ``rescue.finalize_rescue`` with Ironic's hash of the password, the
+node reaches ``rescue``, and an SSH login as ``rescue`` with that password
+(sshpass + OpenSSH, through a hostfwd to the guest's port 22) runs a command;
+unrescue then returns the node to ``active``.
+
 A second node with 512 MiB of RAM is deployed with a qcow2 whose file is
 larger than its RAM (720 MiB): only the agent's streaming qcow2 writer can do
 that (a cache copy in the ramdisk's /tmp cannot fit).
@@ -34,12 +44,29 @@ from pathlib import Path
 
 import pytest
 
+from tests.boot.agent_checks import rescue_ssh
 from tests.e2e import ironic, qemu_bmc
 from tests.e2e.conftest import Ironic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
 GUEST_MEMORY_MIB = 1024
+RESCUE_PASSWORD = "rescue-me-7Q"
+
+
+def rescue_fields(kernel: Path, initrd: Path) -> dict[str, object]:
+    """Interfaces and driver_info of a node Ironic can rescue with the agent.
+
+    The agent rescue interface validates the boot interface's rescue support
+    (``validate_rescue``), which the fake boot interface lacks; pxe checks for
+    ``rescue_kernel`` and ``rescue_ramdisk`` and prepares them. Its unrescue sets
+    the boot device to disk, which fake management refuses and noop accepts.
+    """
+    images = {"deploy_kernel": kernel, "deploy_ramdisk": initrd,
+              "rescue_kernel": kernel, "rescue_ramdisk": initrd}
+    return {"boot_interface": "pxe", "management_interface": "noop",
+            "rescue_interface": "agent",
+            "driver_info": {key: f"file://{path}" for key, path in images.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +132,7 @@ def test_qemu_node_flows(media_name: str, tinyipa: tuple[Path, Path], ironic_vm:
     flows = qemu_bmc.NodeFlows(node, ironic_vm.service, ironic_vm.client)
     server, made = images
     try:
-        flows.enroll()
+        flows.enroll(**(rescue_fields(kernel, initrd) if media_name == "kernel" else {}))
 
         # Inspection: Ironic's cpus/memory/root-device hooks fill the properties.
         inspected = flows.inspect().node
@@ -141,6 +168,9 @@ def test_qemu_node_flows(media_name: str, tinyipa: tuple[Path, Path], ironic_vm:
         assert node.read_disk(len(content)) == content, "the disk does not hold the qcow2 image"
         assert deployed.node["last_error"] is None
 
+        if media_name == "kernel":
+            check_rescue(flows)
+
         # The agent's callbacks named the forwarded port, over TLS only.
         log = ironic_vm.service.log.read_text(errors="replace")
         assert f"callback_url': 'https://127.0.0.1:{node.host_port}'" in log
@@ -149,6 +179,22 @@ def test_qemu_node_flows(media_name: str, tinyipa: tuple[Path, Path], ironic_vm:
         record(artefacts, flows.timings)
         node.close()
         flows.retire()
+
+
+def check_rescue(flows: qemu_bmc.NodeFlows) -> None:
+    """active → rescue (SSH login with the password) → unrescue → active."""
+    node = flows.node
+    rescued = flows.rescue(RESCUE_PASSWORD).node
+    assert rescued["last_error"] is None
+    # Ironic dropped the password once the agent confirmed the rescue.
+    assert "rescue_password" not in rescued["instance_info"], rescued["instance_info"]
+    assert node.guest is not None and node.guest.running()
+    port = node.guest.forwards[qemu_bmc.SSH_PORT]
+    assert rescue_ssh(port, RESCUE_PASSWORD, "id -u") == "0"  # tinyipa: rescue is uid 0
+    with pytest.raises(AssertionError, match="Permission denied"):
+        rescue_ssh(port, RESCUE_PASSWORD + "x", "true", attempts=1)
+    active = flows.unrescue().node
+    assert active["provision_state"] == "active" and active["last_error"] is None
 
 
 SMALL_GUEST_MIB = 512

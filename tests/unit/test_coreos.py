@@ -61,6 +61,21 @@ binds: ["/srv/images:/images:ro", "/var/tmp"]
     assert "/home/core/.ssh/authorized_keys" in unit_options(keys, "ExecStart")[0]
 
 
+def test_rescue_units_follow_the_machine() -> None:
+    config = units.load_config(DEFAULTS, "machine: agent_1\n")
+    rendered = units.render_units(config)
+    path = rendered["etc/systemd/system/lean-ipa-rescue.path"]
+    assert unit_options(path, "PathExists") == ["/var/lib/machines/agent_1/etc/.rescued"]
+    service = rendered["etc/systemd/system/lean-ipa-rescue.service"]
+    assert unit_options(service, "Conflicts") == ["ssh.service"]
+    pre = " ".join(unit_options(service, "ExecStartPre"))
+    assert "/var/lib/machines/agent_1/etc/ipa-rescue-config/ipa-rescue-password" in pre
+    assert "$$(cat " in pre  # systemd passes one literal $ to the shell
+    assert "PasswordAuthentication=yes" in unit_options(service, "ExecStart")[0]
+    assert ("etc/systemd/system/multi-user.target.wants/lean-ipa-rescue.path"
+            in units.ENABLED)
+
+
 @pytest.mark.parametrize("override, message", [
     ("colour: blue", "unknown keys colour"),
     ("machine: 'a b'", "machine"),

@@ -17,7 +17,7 @@ export DIB_LEAN_IPA_EXTRA_MODULES=${DIB_LEAN_IPA_EXTRA_MODULES:-}
 export DIB_LEAN_IPA_REMOVE_FIRMWARE=${DIB_LEAN_IPA_REMOVE_FIRMWARE-amdgpu radeon nvidia i915 xe nouveau ath* iwlwifi* rtw* rtl_bt rtlwifi mediatek brcm/*-sdio* brcm/brcmfmac* intel/ibt* intel/dsp* intel/sof* cirrus qca qcom ti-connectivity mrvl/*sd* libertas carl9170* htc_* ar3k dsp56k sound yamaha korg ess emi26 emi62 tehuti cadence imx}
 # Packages purged (with whatever only they needed) before packing: pulled in
 # by the base elements, never run in a deploy ramdisk.
-export DIB_LEAN_IPA_PURGE_PACKAGES=${DIB_LEAN_IPA_PURGE_PACKAGES-software-properties-common packagekit usrmerge perl libfile-find-rule-perl locales cloud-initramfs-growroot cloud-guest-utils unattended-upgrades open-iscsi gnupg gnupg2 dirmngr gpg-agent gpgsm gpg-wks-client gpg-wks-server gnupg-utils gnupg-l10n pinentry-curses libglib2.0-data sudo libperl5.36 perl-modules-5.36 libnumber-compare-perl libtext-glob-perl polkitd rsync}
+export DIB_LEAN_IPA_PURGE_PACKAGES=${DIB_LEAN_IPA_PURGE_PACKAGES-software-properties-common packagekit usrmerge perl libfile-find-rule-perl locales cloud-initramfs-growroot cloud-guest-utils unattended-upgrades open-iscsi gnupg gnupg2 dirmngr gpg-agent gpgsm gpg-wks-client gpg-wks-server gnupg-utils gnupg-l10n pinentry-curses libglib2.0-data libperl5.36 perl-modules-5.36 libnumber-compare-perl libtext-glob-perl polkitd rsync}
 # 1: compress kernel modules with zstd (kmod loads them as they are): the
 # root lives in RAM, and this saves about 140 MB of it.
 export DIB_LEAN_IPA_COMPRESS_MODULES=${DIB_LEAN_IPA_COMPRESS_MODULES:-1}

@@ -41,6 +41,7 @@ class Served:
     path: str
     behaviour: Behaviour
     requests: list[dict[str, Any]] = field(default_factory=list)
+    sent: int = 0  # body bytes put on the wire, all requests together
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -93,6 +94,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(size - start + b.length_delta))
         self.send_header("Accept-Ranges", "bytes" if b.ranges else "none")
         self.send_header("ETag", '"v1"')
+        # A validator caches (Squid) need before they store a body.
+        self.send_header("Last-Modified", self.date_time_string(
+            int(os.path.getmtime(entry.path))))
         self.end_headers()
         self.wfile.flush()
         stop = size
@@ -104,10 +108,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with open(entry.path, "rb") as f:
             if stall is not None:
                 b.stall_at.remove(stall)
-                self._send(f, start, stall, b.bytes_per_second)
+                self._send(entry, f, start, stall, b.bytes_per_second)
                 time.sleep(b.stall_seconds)
                 start = stall
-            self._send(f, start, stop, b.bytes_per_second)
+            self._send(entry, f, start, stop, b.bytes_per_second)
         if drop is not None or b.length_delta > 0:
             self.close_connection = True
             try:
@@ -115,17 +119,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _send(self, f: Any, start: int, stop: int, rate: float) -> None:
+    def _send(self, entry: Served, f: Any, start: int, stop: int, rate: float) -> None:
         try:
             if not rate:
                 if stop > start:
-                    self.connection.sendfile(f, start, stop - start)
+                    entry.sent += self.connection.sendfile(f, start, stop - start)
                 return
             step = max(int(rate / 20), 1)
             pos = start
             while pos < stop:
                 n = min(step, stop - pos)
-                self.connection.sendfile(f, pos, n)
+                entry.sent += self.connection.sendfile(f, pos, n)
                 pos += n
                 time.sleep(n / rate)
         except OSError:
@@ -170,6 +174,10 @@ class ImageServer:
 
     def requests(self, path: str) -> list[dict[str, Any]]:
         return self._server.routes[path].requests
+
+    def bytes_sent(self, path: str) -> int:
+        """Body bytes served for *path* so far (what a cache in front saves)."""
+        return self._server.routes[path].sent
 
     def start(self) -> Self:
         self._thread.start()

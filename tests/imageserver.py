@@ -42,6 +42,11 @@ class Served:
     behaviour: Behaviour
     requests: list[dict[str, Any]] = field(default_factory=list)
     sent: int = 0  # body bytes put on the wire, all requests together
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, sent: int) -> None:
+        with self.lock:  # requests are served by concurrent threads
+            self.sent += sent
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -119,17 +124,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def do_HEAD(self) -> None:
+        """What Ironic asks before a deploy (is the image there?): headers only."""
+        entry = self.server.routes.get(self.path.split("?", 1)[0])
+        if entry is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(os.path.getsize(entry.path)))
+        self.send_header("Accept-Ranges", "bytes" if entry.behaviour.ranges else "none")
+        self.send_header("ETag", '"v1"')
+        self.send_header("Last-Modified", self.date_time_string(
+            int(os.path.getmtime(entry.path))))
+        self.end_headers()
+
     def _send(self, entry: Served, f: Any, start: int, stop: int, rate: float) -> None:
         try:
             if not rate:
                 if stop > start:
-                    entry.sent += self.connection.sendfile(f, start, stop - start)
+                    entry.count(self.connection.sendfile(f, start, stop - start))
                 return
             step = max(int(rate / 20), 1)
             pos = start
             while pos < stop:
                 n = min(step, stop - pos)
-                entry.sent += self.connection.sendfile(f, pos, n)
+                entry.count(self.connection.sendfile(f, pos, n))
                 pos += n
                 time.sleep(n / rate)
         except OSError:

@@ -41,8 +41,9 @@ def render_config(port: int, workdir: Path, cache_mib: int = 4096) -> str:
         "http_access deny all",
         f"pid_filename {workdir / 'squid.pid'}",
         f"cache_log {workdir / 'cache.log'}",
-        # status, bytes to the client, request line, hierarchy code: see parse_access_log
-        "logformat lean %>Hs %<st %rm %ru %Ss %>a",
+        # status, bytes to the client, method, URL, cache result, client, how the
+        # origin was reached (HIER_NONE: it was not, for this request)
+        "logformat lean %>Hs %<st %rm %ru %Ss %>a %Sh",
         f"access_log stdio:{workdir / 'access.log'} lean",
         "cache_store_log none",
         f"coredump_dir {workdir}",
@@ -83,6 +84,7 @@ class AccessEntry:
     url: str
     result: str  # TCP_MISS, TCP_HIT, TCP_MEM_HIT, ...
     client: str
+    hierarchy: str  # HIER_DIRECT: fetched from the origin; HIER_NONE: not
 
 
 def parse_access_log(text: str) -> list[AccessEntry]:
@@ -90,12 +92,11 @@ def parse_access_log(text: str) -> list[AccessEntry]:
     entries = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) != 6 or not fields[0].isdigit() or not fields[1].isdigit():
+        if len(fields) != 7 or not fields[0].isdigit() or not fields[1].isdigit():
             continue
         if fields[2] == "-":  # a connection without a request (a port probe)
             continue
-        entries.append(AccessEntry(int(fields[0]), int(fields[1]), fields[2], fields[3],
-                                   fields[4], fields[5]))
+        entries.append(AccessEntry(int(fields[0]), int(fields[1]), *fields[2:]))
     return entries
 
 

@@ -13,17 +13,20 @@ cache hit that costs the origin nothing.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ironic_python_agent.extensions import standby
+from ironic_python_agent.imagewrite import qcow2
 
 from tests.hwfixtures import hardware_conf, reset_hardware
 from tests.imageserver import Behaviour, ImageServer
 from tests.imagetools import MIB, device_digest, file_digest, loop_device, make_disk_image
 from tests.imagetools import read_device
+from tests.functional.test_image_stream import relocate_tables
 from tests.squid import Squid
 
 SIZE = 24 * MIB
@@ -60,15 +63,15 @@ def squid(tmp_path: Path) -> Iterator[Squid]:
         yield proxy
 
 
-def prepare_image(disk: str, tmp_path: Path, url: str, sha: str,
-                  proxy: str) -> dict[str, Any]:
+def prepare_image(disk: str, tmp_path: Path, url: str, sha: str, proxy: str,
+                  disk_format: str = "raw") -> dict[str, Any]:
     ext = standby.StandbyExtension(agent=FakeAgent())
     ext.device_finder = lambda: disk
     ext.clock_sync = lambda: None
     ext.disk_sync = os.sync
     ext.cache_dir = str(tmp_path)
     # image_info as Ironic builds it for a node with driver_info/image_http_proxy.
-    info = {"id": "fleet-img", "urls": [url], "disk_format": "raw",
+    info = {"id": "fleet-img", "urls": [url], "disk_format": disk_format,
             "container_format": "bare", "stream_raw_images": True,
             "os_hash_algo": "sha256", "os_hash_value": sha, "node_uuid": "n-proxy",
             "image_type": "whole-disk", "proxies": {"http": proxy}}
@@ -104,3 +107,34 @@ def test_resume_through_squid_then_cache_hit_checksummed(
         last = squid.wait_for_log(3)[-1]
         assert last.result.endswith("HIT") and last.status == 200, last
         assert origin.bytes_sent("/images/disk.raw") == served
+
+
+def test_qcow2_tables_after_data_by_range_through_squid(
+        squid: Squid, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A qcow2 whose L2 and L1 tables come after its data, with a hold limit small
+    # enough that the agent must fetch them with Range requests on a second
+    # connection while its stream is open: through a cold cache (the ranges join
+    # the fetch in progress), then from the warm one.
+    monkeypatch.setattr(qcow2, "HOLD_LIMIT", 64 << 10)
+    plain = tmp_path / "plain.qcow2"
+    done = subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(image), str(plain)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    late = relocate_tables(plain, tmp_path / "late.qcow2")
+    sha = file_digest(late)
+    with ImageServer() as origin:
+        url = origin.serve("/images/late.qcow2", late)
+        for n in (1, 2):
+            with loop_device(tmp_path / f"disk{n}", 64 * MIB) as disk:
+                wire = prepare_image(disk, tmp_path, url, sha, squid.url,
+                                     disk_format="qcow2")
+                assert wire["command_status"] == "SUCCEEDED", wire
+                assert wire["command_result"]["write_method"] == "stream", wire
+                assert device_digest(disk, SIZE) == file_digest(image)
+            if n == 1:
+                cold = origin.bytes_sent("/images/late.qcow2")
+                # Squid fetched the whole file once for the stream and the ranges.
+                assert cold <= late.stat().st_size, origin.requests("/images/late.qcow2")
+        assert origin.bytes_sent("/images/late.qcow2") == cold
+    ranges = [e for e in squid.access_log() if e.status == 206]
+    assert len(ranges) >= 2, squid.access_log()

@@ -33,8 +33,14 @@ from tests.processes import stop_process
 SQUID_USER = "proxy"
 
 
-def render_config(port: int, workdir: Path, cache_mib: int = 4096) -> str:
-    """squid.conf for a deploy-image cache on 127.0.0.1:*port*, state under *workdir*."""
+def render_config(port: int, workdir: Path, cache_mib: int = 4096,
+                  read_ahead_mib: int = 64) -> str:
+    """squid.conf for a deploy-image cache on 127.0.0.1:*port*, state under *workdir*.
+
+    *read_ahead_mib* is how far Squid's fetch from the origin may run ahead of
+    the slowest node reading the same object (memory Squid holds per image in
+    flight): below the image size, every node waits for the slowest one.
+    """
     return "\n".join([
         f"http_port 127.0.0.1:{port}",
         "http_access allow localhost",
@@ -50,7 +56,7 @@ def render_config(port: int, workdir: Path, cache_mib: int = 4096) -> str:
         # Images are large: the default 4 MB limit caches none of them. It must come
         # before cache_dir, which takes its default max-size from it.
         "maximum_object_size 64 GB",
-        f"cache_dir ufs {workdir / 'cache'} {cache_mib} 16 256",
+        f"cache_dir aufs {workdir / 'cache'} {cache_mib} 16 256",
         "cache_mem 64 MB",
         "maximum_object_size_in_memory 1 MB",
         # N nodes asking at once for an image not cached yet: one fetch from the origin.
@@ -64,7 +70,7 @@ def render_config(port: int, workdir: Path, cache_mib: int = 4096) -> str:
         # asking the origin again, even one uploaded a minute ago (without
         # override-lastmod an object's freshness is the age it had when fetched).
         "refresh_pattern . 10080 100% 10080 override-lastmod",
-        "read_ahead_gap 64 MB",
+        f"read_ahead_gap {read_ahead_mib} MB",
         "shutdown_lifetime 1 seconds",
         "visible_hostname lean-ipa-cache",
         # Nothing outside the work directory: no pinger helper, no netdb file.
@@ -103,9 +109,11 @@ def parse_access_log(text: str) -> list[AccessEntry]:
 class Squid:
     """``squid -N`` with the configuration above; stopped (and its state kept) on exit."""
 
-    def __init__(self, keep: Path | None = None, cache_mib: int = 4096) -> None:
+    def __init__(self, keep: Path | None = None, cache_mib: int = 4096,
+                 read_ahead_mib: int = 64) -> None:
         self.keep = keep
         self.cache_mib = cache_mib
+        self.read_ahead_mib = read_ahead_mib
         self.port = 0
         self.workdir = Path(tempfile.mkdtemp(prefix="lean-ipa-squid-"))
         self.conf = self.workdir / "squid.conf"
@@ -123,7 +131,8 @@ class Squid:
         for path in (self.workdir, self.workdir / "cache"):
             os.chown(path, user.pw_uid, user.pw_gid)
         self.port = free_port()
-        self.conf.write_text(render_config(self.port, self.workdir, self.cache_mib))
+        self.conf.write_text(render_config(self.port, self.workdir, self.cache_mib,
+                                           self.read_ahead_mib))
         log = self.workdir / "squid.out"
         with open(log, "ab") as out:
             # -z makes the cache's directory tree and exits.

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """One image to N nodes at once through a caching proxy, driven by the real Ironic 39.
 
-``./build.sh bench fleet [--nodes=N] [--size-mib=M] [--no-proxy]``
+``./build.sh bench fleet [--nodes=N] [--size-mib=M] [--read-ahead-mib=G] [--no-proxy]``
 
 One Ironic (``tests/e2e/ironic.py``, fake-hardware, ``require_tls=False``), one
 origin HTTP server (``tests/imageserver.py``, counting the body bytes it sends),
@@ -87,6 +87,15 @@ def proc_tree_cpu(pid: int) -> dict[str, float]:
             name = title.decode(errors="replace").strip()[:60] or str(p)
             out[f"{name} [{p}]"] = parse_cpu(Path(f"/proc/{p}/stat").read_text(), tick)
     return out
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of *pid* (its peak resident memory so far), from /proc."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _descendants(pid: int) -> list[int]:
@@ -200,7 +209,8 @@ def figures(values: list[float]) -> str:
 
 
 def report(nodes: list[FleetNode], size: int, origin: ImageServer, wall: float,
-           cpu: dict[str, float], proxy: Squid | None, proxy_cpu: float) -> None:
+           cpu: dict[str, float], proxy: Squid | None, proxy_cpu: float,
+           proxy_rss: float) -> None:
     print(f"{'node':<6}{'written at s':>14}{'active at s':>13}{'write s':>10}{'MiB/s':>9}  "
           "error")
     for node in nodes:
@@ -208,7 +218,8 @@ def report(nodes: list[FleetNode], size: int, origin: ImageServer, wall: float,
         print(f"{node.index:<6}"
               f"{f'{node.written_at:.0f}' if node.written_at is not None else '-':>14}"
               f"{f'{node.active_at:.0f}' if node.active_at is not None else '-':>13}"
-              f"{seconds if seconds is not None else '-':>10}{rate if rate is not None else '-':>9}"
+              f"{seconds if seconds is not None else '-':>10}"
+              f"{rate if rate is not None else '-':>9}"
               f"  {(node.error or '')[:300]}")
     if proxy is not None:
         answers: dict[str, int] = {}
@@ -235,7 +246,7 @@ def report(nodes: list[FleetNode], size: int, origin: ImageServer, wall: float,
     print(f"Ironic CPU over the deploys: {total:.1f} s in all, {total / max(n, 1):.2f} s "
           "per node; by process: " + "; ".join(f"{k}: {v:.1f} s" for k, v in cpu.items()))
     if proxy is not None:
-        print(f"Squid CPU: {proxy_cpu:.1f} s")
+        print(f"Squid CPU: {proxy_cpu:.1f} s, peak RSS {proxy_rss:.0f} MiB")
     print(f"agent CPU per node, s: median (min-max) {figures([node.cpu for node in nodes])}")
     print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}, "
           f"{os.cpu_count()} CPUs")
@@ -246,21 +257,26 @@ def main(argv: list[str]) -> int:
     size = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--size-mib=")),
                 256) * MIB
     use_proxy = "--no-proxy" not in argv
+    # Squid's fetch may run this far ahead of the slowest node (default: the
+    # whole image, so no node waits for another; see doc/image-deployment.rst).
+    gap = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--read-ahead-mib=")),
+               size // MIB + 1)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     settings = ironic.IronicSettings(require_tls=False, callback_timeout=900)
     with tempfile.TemporaryDirectory(prefix="lean-ipa-bench-fleet-") as tmp:
         work = Path(tmp)
         image = make_disk_image(work / "fleet.raw", size, "gpt", seed=20)
         sha = file_digest(image)
-        print(f"{count} nodes, one {size / MIB:.0f} MiB raw image, "
-              f"{'through Squid' if use_proxy else 'straight from the origin'}; "
-              f"logs under {ARTIFACTS}", flush=True)
+        how = f"through Squid (read_ahead_gap {gap} MB)" if use_proxy else "from the origin"
+        print(f"{count} nodes, one {size / MIB:.0f} MiB raw image, {how}; logs under "
+              f"{ARTIFACTS}", flush=True)
         with contextlib.ExitStack() as stack:
             service, client = stack.enter_context(
                 ironic.running_ironic(settings, work / "ironic"))
             origin = stack.enter_context(ImageServer())
             url = origin.serve(IMAGE_PATH, image)
-            proxy = stack.enter_context(Squid(keep=ARTIFACTS)) if use_proxy else None
+            proxy = stack.enter_context(Squid(keep=ARTIFACTS, read_ahead_mib=gap)) \
+                if use_proxy else None
             nodes = stack.enter_context(fleet_hardware(count, work))
             assert service.proc is not None
             cpu0 = proc_tree_cpu(service.proc.pid)
@@ -271,8 +287,10 @@ def main(argv: list[str]) -> int:
             finally:
                 cpu = {k: v - cpu0.get(k, 0.0)
                        for k, v in proc_tree_cpu(service.proc.pid).items()}
-                proxy_cpu = sum(proc_tree_cpu(proxy.proc.pid).values()) \
-                    if proxy is not None and proxy.proc is not None else 0.0
+                proxy_cpu = proxy_rss = 0.0
+                if proxy is not None and proxy.proc is not None:
+                    proxy_cpu = sum(proc_tree_cpu(proxy.proc.pid).values())
+                    proxy_rss = peak_rss_mib(proxy.proc.pid)
                 for node in nodes:
                     if node.agent is not None:
                         if node.agent.alive():
@@ -288,7 +306,7 @@ def main(argv: list[str]) -> int:
                     got = device_digest(node.disk.device, size)
                     if got != sha:
                         node.error = "the disk does not hold the image"
-            report(nodes, size, origin, wall, cpu, proxy, proxy_cpu)
+            report(nodes, size, origin, wall, cpu, proxy, proxy_cpu, proxy_rss)
             failed = [node for node in nodes if node.error]
     print("command lines of the agents: " + shlex.join(sandboxed(["AGENT", "..."], "LINK")))
     return 1 if failed else 0

@@ -56,7 +56,9 @@ def render_config(port: int, workdir: Path, cache_mib: int = 4096,
         # Images are large: the default 4 MB limit caches none of them. It must come
         # before cache_dir, which takes its default max-size from it.
         "maximum_object_size 64 GB",
-        f"cache_dir aufs {workdir / 'cache'} {cache_mib} 16 256",
+        # 4 x 16 directories, not the usual 16 x 256: a few large objects, and
+        # making and removing 4096 directories costs a test seconds.
+        f"cache_dir aufs {workdir / 'cache'} {cache_mib} 4 16",
         "cache_mem 64 MB",
         "maximum_object_size_in_memory 1 MB",
         # N nodes asking at once for an image not cached yet: one fetch from the origin.
@@ -71,7 +73,7 @@ def render_config(port: int, workdir: Path, cache_mib: int = 4096,
         # override-lastmod an object's freshness is the age it had when fetched).
         "refresh_pattern . 10080 100% 10080 override-lastmod",
         f"read_ahead_gap {read_ahead_mib} MB",
-        "shutdown_lifetime 1 seconds",
+        "shutdown_lifetime 0 seconds",
         "visible_hostname lean-ipa-cache",
         # Nothing outside the work directory: no pinger helper, no netdb file.
         "pinger_enable off",

@@ -20,8 +20,10 @@ served against the image size, each node's write speed and how Squid answered
 it, the wall time until every image is written and until every node is
 ``active`` (the raw deploy ends with ``standby.power_off``, after which Ironic's
 fake power polls for 30 s), and the CPU seconds of the Ironic process tree over
-the run (from ``/proc``). ``--no-proxy`` runs the same without the proxy, for
-the origin's figure without a cache.
+the run (from ``/proc``), Squid's CPU and peak RSS. Then, as a ceiling, the
+aggregate rate of N plain readers of the image at once through the (warm) Squid
+and straight from the origin. ``--no-proxy`` runs the same without the proxy,
+for the origin's figure without a cache.
 
 No upstream column: upstream 13.0.0 lists only ``TYPE=disk`` block devices, so it
 cannot be given a loop device, and the only disk of this machine is its own.
@@ -31,11 +33,13 @@ Nothing here asserts a timing.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import shlex
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -202,6 +206,32 @@ def deploy_fleet(nodes: list[FleetNode], service: ironic.IronicService,
     return time.monotonic() - start
 
 
+def read_all(port: int, target: str, into: list[int]) -> None:
+    """GET *target* from 127.0.0.1:*port* to the end, adding the bytes to *into*."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("GET", target)
+        resp = conn.getresponse()
+        buf = bytearray(1 << 20)
+        while got := resp.readinto(buf):
+            into.append(got)
+    finally:
+        conn.close()
+
+
+def ceiling(port: int, target: str, count: int) -> float:
+    """Aggregate MiB/s of *count* plain readers of *target* at once (no disk, no hash)."""
+    got: list[int] = []
+    threads = [threading.Thread(target=read_all, args=(port, target, got), daemon=True)
+               for _ in range(count)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return sum(got) / MIB / (time.monotonic() - start)
+
+
 def figures(values: list[float]) -> str:
     if not values:
         return "-"
@@ -307,6 +337,12 @@ def main(argv: list[str]) -> int:
                     if got != sha:
                         node.error = "the disk does not hold the image"
             report(nodes, size, origin, wall, cpu, proxy, proxy_cpu, proxy_rss)
+            # What serving N streams costs without agents: N plain readers at once,
+            # through the (now warm) cache and straight from the origin.
+            if proxy is not None:
+                print(f"ceiling, {count} plain readers at once: through Squid (warm) "
+                      f"{ceiling(proxy.port, url, count):.0f} MiB/s, from the origin "
+                      f"{ceiling(origin.port, IMAGE_PATH, count):.0f} MiB/s (aggregate)")
             failed = [node for node in nodes if node.error]
     print("command lines of the agents: " + shlex.join(sandboxed(["AGENT", "..."], "LINK")))
     return 1 if failed else 0

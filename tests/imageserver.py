@@ -41,6 +41,12 @@ class Served:
     path: str
     behaviour: Behaviour
     requests: list[dict[str, Any]] = field(default_factory=list)
+    sent: int = 0  # body bytes put on the wire, all requests together
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, sent: int) -> None:
+        with self.lock:  # requests are served by concurrent threads
+            self.sent += sent
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -93,6 +99,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(size - start + b.length_delta))
         self.send_header("Accept-Ranges", "bytes" if b.ranges else "none")
         self.send_header("ETag", '"v1"')
+        # A validator caches (Squid) need before they store a body.
+        self.send_header("Last-Modified", self.date_time_string(
+            int(os.path.getmtime(entry.path))))
         self.end_headers()
         self.wfile.flush()
         stop = size
@@ -104,10 +113,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with open(entry.path, "rb") as f:
             if stall is not None:
                 b.stall_at.remove(stall)
-                self._send(f, start, stall, b.bytes_per_second)
+                self._send(entry, f, start, stall, b.bytes_per_second)
                 time.sleep(b.stall_seconds)
                 start = stall
-            self._send(f, start, stop, b.bytes_per_second)
+            self._send(entry, f, start, stop, b.bytes_per_second)
         if drop is not None or b.length_delta > 0:
             self.close_connection = True
             try:
@@ -115,17 +124,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _send(self, f: Any, start: int, stop: int, rate: float) -> None:
+    def do_HEAD(self) -> None:
+        """What Ironic asks before a deploy (is the image there?): headers only."""
+        entry = self.server.routes.get(self.path.split("?", 1)[0])
+        if entry is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(os.path.getsize(entry.path)))
+        self.send_header("Accept-Ranges", "bytes" if entry.behaviour.ranges else "none")
+        self.send_header("ETag", '"v1"')
+        self.send_header("Last-Modified", self.date_time_string(
+            int(os.path.getmtime(entry.path))))
+        self.end_headers()
+
+    def _send(self, entry: Served, f: Any, start: int, stop: int, rate: float) -> None:
         try:
             if not rate:
                 if stop > start:
-                    self.connection.sendfile(f, start, stop - start)
+                    entry.count(self.connection.sendfile(f, start, stop - start))
                 return
             step = max(int(rate / 20), 1)
             pos = start
             while pos < stop:
                 n = min(step, stop - pos)
-                self.connection.sendfile(f, pos, n)
+                entry.count(self.connection.sendfile(f, pos, n))
                 pos += n
                 time.sleep(n / rate)
         except OSError:
@@ -170,6 +195,10 @@ class ImageServer:
 
     def requests(self, path: str) -> list[dict[str, Any]]:
         return self._server.routes[path].requests
+
+    def bytes_sent(self, path: str) -> int:
+        """Body bytes served for *path* so far (what a cache in front saves)."""
+        return self._server.routes[path].sent
 
     def start(self) -> Self:
         self._thread.start()

@@ -45,7 +45,7 @@ class CommandError(Exception):
 
 def run(argv: Sequence[str], *, check: bool = True, input: str | bytes | None = None,
         timeout: float | None = None, env: Mapping[str, str] | None = None,
-        binary: bool = False, log: bool = True) -> Completed:
+        binary: bool = False, log: bool = True, cwd: str | None = None) -> Completed:
     """Run *argv* (never through a shell) and capture its output.
 
     Output is text unless *binary*; stdin is empty unless *input* is given.
@@ -62,8 +62,10 @@ def run(argv: Sequence[str], *, check: bool = True, input: str | bytes | None = 
     try:
         proc = subprocess.run(
             argv, input=input, capture_output=True, text=text, timeout=timeout,
-            env=full_env, stdin=None if input is not None else subprocess.DEVNULL)
+            env=full_env, stdin=None if input is not None else subprocess.DEVNULL, cwd=cwd)
     except FileNotFoundError:
+        if cwd is not None and not os.path.isdir(cwd):
+            raise CommandError(argv, None, "", f"{cwd}: no such directory") from None
         raise CommandError(argv, None, "", f"{argv[0]}: command not found") from None
     except subprocess.TimeoutExpired as exc:
         raise CommandError(argv, -9, "", f"timed out after {timeout}s") from exc

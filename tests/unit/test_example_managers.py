@@ -183,3 +183,64 @@ def test_import_surface():
 
     assert config.current().container.runner == "podman"
     assert config.current().container.run_options == ["--rm", "--network=host"]
+
+
+def test_more_of_upstreams_surface(tmp_path, monkeypatch):
+    from ironic_python_agent.hardware import md
+
+    generic = hardware.GenericHardwareManager()
+    info = generic.create_cpu_info_dict("Architecture:\tx86_64\nModel name:  Xeon\n\nCPU MHz: 2.0")
+    assert info == {"architecture": "x86_64", "model name": "Xeon", "cpu mhz": "2.0"}
+    cores = generic.get_cpu_cores()
+    assert cores and all(isinstance(c, hardware.CPUCore) for c in cores)
+    # Upstream's positional order; a vendor manager building one by hand gets the same.
+    core = hardware.CPUCore("Xeon", "2000", "x86_64", "3", ["sse"])
+    assert core.serialize() == {"model_name": "Xeon", "frequency": "2000",
+                                "architecture": "x86_64", "core_id": "3", "flags": ["sse"]}
+    assert hardware.USBInfo("Hub", "Linux", "hub1").serialize() == {
+        "product": "Hub", "vendor": "Linux", "handle": "hub1"}
+    assert md.parse_examine_scan(
+        "ARRAY /dev/md/0  metadata=1.2 UUID=a1:b2 name=any:root\n"
+        "ARRAY /dev/md/1 metadata=1.0 UUID=c3:d4 name=\"any:data vol\"\n") == {
+        "/dev/md/0": {"metadata": "1.2", "UUID": "a1:b2", "name": "any:root"},
+        "/dev/md/1": {"metadata": "1.0", "UUID": "c3:d4", "name": "any:data vol"}}
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mdadm, no multipath
+    assert hardware.md_get_raid_devices() == {}
+    assert hardware.get_multipath_status() is False
+    with pytest.raises(errors.CommandExecutionError, match="Could not restart md device"):
+        hardware.md_restart("/dev/md0")
+
+
+GPU_BURN_LIST = """\
+ID 0: NVIDIA A100-SXM4-40GB, 40326MB
+ID 1: NVIDIA A100-SXM4-40GB, 40326MB
+"""
+
+
+def test_burnin_gpu_runs_gpu_burn_in_its_directory(tmp_path):
+    from ironic_python_agent.hardware import burnin
+
+    # gpu-burn needs a GPU: a stand-in replays its listing and records how it was run.
+    install = tmp_path / "gpu-burn"
+    install.mkdir()
+    (install / "gpu_burn").write_text(
+        "#!/bin/sh\n[ -f compare.ptx ] || { echo 'no compare.ptx' >&2; exit 2; }\n"
+        f"if [ \"$1\" = -l ]; then printf '{GPU_BURN_LIST}'; exit 0; fi\n"
+        "echo \"$@\" > ran; echo '100.0%  proc d: 42 - 8000 Gflop/s'\n")
+    (install / "gpu_burn").chmod(0o755)
+    (install / "compare.ptx").write_text("")
+    assert burnin.gpu_count(GPU_BURN_LIST) == 2
+    info = {"agent_burnin_gpu_install_dir": str(install), "agent_burnin_gpu_count": 2,
+            "agent_burnin_gpu_memory": "50%", "agent_burnin_gpu_timeout": 5}
+    generic = hardware.GenericHardwareManager()
+    generic.burnin_gpu({"driver_info": info}, [])
+    assert (install / "ran").read_text() == "-m 50% 5\n"
+    with pytest.raises(errors.CleaningError, match="1 found but 3 expected"):
+        (install / "gpu_burn").write_text("#!/bin/sh\necho 'ID 0: GPU'\n")
+        burnin.gpu_burn({"driver_info": {**info, "agent_burnin_gpu_count": 3}})
+    with pytest.raises(errors.CommandExecutionError, match="gpu-burn failed"):
+        burnin.gpu_burn({"driver_info": {**info, "agent_burnin_gpu_install_dir":
+                                         str(tmp_path / "missing")}})
+    steps = {s["step"] for s in generic.get_clean_steps({}, [])}
+    assert "burnin_gpu" in steps and "burnin_gpu" in {
+        s["step"] for s in generic.get_service_steps({}, [])}

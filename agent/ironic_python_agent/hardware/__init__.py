@@ -20,6 +20,7 @@ from ironic_python_agent.hardware.devices import (
     NetworkInterface,
     SystemFirmware,
     SystemVendorInfo,
+    USBInfo,
 )
 from ironic_python_agent.hardware import managers
 from ironic_python_agent.hardware.erase import safety_check_block_device
@@ -28,6 +29,8 @@ from ironic_python_agent.hardware.md import (
     get_component_devices,
     get_holder_disks,
     is_md_device,
+    md_get_raid_devices,
+    md_restart,
 )
 from ironic_python_agent.hardware.managers import (
     ENTRY_POINT_GROUP,
@@ -57,7 +60,8 @@ __all__ = [
     "get_cached_node", "get_current_versions", "get_managers", "get_managers_detail",
     "filter_devices", "get_component_devices", "get_holder_disks", "is_md_device",
     "safety_check_block_device", "get_os_install_device", "list_all_block_devices", "list_hardware_info",
-    "save_api_client", "update_cached_node",
+    "save_api_client", "update_cached_node", "USBInfo", "md_restart", "md_get_raid_devices",
+    "get_multipath_status",
 ]
 
 
@@ -95,6 +99,13 @@ def list_all_block_devices(block_type: str | list[str] = "disk", ignore_raid: bo
         if kind in wanted or ("disk" in wanted and kind not in ("part",)):
             kept.append(device)
     return kept
+
+
+def get_multipath_status() -> bool:
+    """Whether multipath devices are handled here: the multipath tools and dm_multipath."""
+    from ironic_python_agent import run
+
+    return run.which("multipath") is not None and os.path.isdir("/sys/module/dm_multipath")
 
 
 def _get_device_info(dev: str, devclass: str, field: str) -> str | None:

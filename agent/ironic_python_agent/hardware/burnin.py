@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Burn-in steps: ``burnin_cpu``, ``burnin_memory``, ``burnin_disk``, ``burnin_network``.
+"""Burn-in steps: ``burnin_cpu``, ``burnin_gpu``, ``burnin_memory``, ``burnin_disk``,
+``burnin_network``.
 
 Upstream 13.0.0's clean steps (cpu, memory and network also service steps),
 driven by the same ``driver_info`` keys and running the same tools:
@@ -10,6 +11,11 @@ driven by the same ``driver_info`` keys and running the same tools:
 - memory: ``stress-ng --vm N --timeout T --vm-bytes B --metrics-brief``
   (``agent_burnin_vm_vm``, ``agent_burnin_vm_vm-bytes`` default ``98%``,
   ``agent_burnin_vm_timeout``, ``agent_burnin_vm_outputfile``);
+- gpu: ``gpu_burn -m MEMORY TIMEOUT`` run in ``agent_burnin_gpu_install_dir``
+  (default ``/opt/gpu-burn``: gpu-burn is not packaged, the operator builds it
+  into the image there), ``agent_burnin_gpu_memory`` (default ``95%``),
+  ``agent_burnin_gpu_timeout`` (default 86400 s); with ``agent_burnin_gpu_count``
+  > 0 the number of GPUs ``gpu_burn -l`` lists must be that count first;
 - disk: one fio ``readwrite`` job with crc32c verification per disk
   (``agent_burnin_fio_disk_loops`` default 4, ``agent_burnin_fio_disk_runtime``
   default 0, ``agent_burnin_fio_disk_outputfile``) and, with
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -88,6 +95,44 @@ def stress_ng(node: Mapping[str, Any] | None, stressor: str) -> None:
         raise errors.CommandExecutionError(msg) from None
     # stress-ng reports on stderr only
     LOG.info("stress-ng (%s) report:\n%s", stressor, done.stderr)
+
+
+def gpu_count(listing: str) -> int:
+    """How many GPUs ``gpu_burn -l`` lists (one ``ID ...`` line each)."""
+    return sum(1 for line in listing.splitlines() if line.startswith("ID"))
+
+
+def gpu_burn(node: Mapping[str, Any] | None) -> None:
+    info = _info(node)
+    install_dir = str(info.get("agent_burnin_gpu_install_dir", "/opt/gpu-burn"))
+    timeout = info.get("agent_burnin_gpu_timeout", 86400)
+    memory = info.get("agent_burnin_gpu_memory", "95%")
+    expected = int(info.get("agent_burnin_gpu_count", 0) or 0)
+    program = os.path.join(install_dir, "gpu_burn")
+    if expected > 0:
+        try:
+            listing = run([program, "-l"], cwd=install_dir).stdout
+        except CommandError as exc:
+            msg = f"gpu-burn failed with error {exc}"
+            LOG.error(msg)
+            raise errors.CommandExecutionError(msg) from None
+        LOG.info("gpu-burn GPUs:\n%s", listing)
+        found = gpu_count(listing)
+        if found != expected:
+            msg = (f"gpu-burn failed to find the correct number of gpus. {found} found but "
+                   f"{expected} expected.")
+            LOG.error(msg)
+            raise errors.CleaningError(msg)
+    argv = [program, "-m", str(memory), str(timeout)]
+    LOG.info("Burn-in gpu: %s", " ".join(argv))
+    try:
+        done = run(argv, cwd=install_dir)
+    except CommandError as exc:
+        msg = f"gpu-burn failed with error {exc}"
+        LOG.error(msg)
+        raise errors.CommandExecutionError(msg) from None
+    # gpu-burn reports on stdout
+    LOG.info("gpu-burn report:\n%s", done.stdout)
 
 
 def fio_disk_argv(info: Mapping[str, Any], devices: Sequence[str]) -> list[str]:

@@ -93,13 +93,15 @@ class NetworkInterface(Serializable):
 
 @dataclasses.dataclass(eq=True)
 class CPUCore(Serializable):
+    # Upstream's positional order: (model_name, frequency, architecture, core_id, flags).
     model_name: str
     frequency: str
-    core_id: int | None = None
+    architecture: str = ""
+    core_id: int | str | None = None
     flags: list[str] = dataclasses.field(default_factory=list)
 
-    serializable_fields: ClassVar[tuple[str, ...]] = ("model_name", "frequency", "core_id",
-                                                      "flags")
+    serializable_fields: ClassVar[tuple[str, ...]] = ("model_name", "frequency",
+                                                      "architecture", "core_id", "flags")
 
 
 @dataclasses.dataclass(eq=True)
@@ -143,6 +145,15 @@ class SystemVendorInfo(Serializable):
 
     serializable_fields: ClassVar[tuple[str, ...]] = (
         "product_name", "serial_number", "manufacturer", "firmware")
+
+
+@dataclasses.dataclass(eq=True)
+class USBInfo(Serializable):
+    product: str | None
+    vendor: str | None
+    handle: str | None
+
+    serializable_fields: ClassVar[tuple[str, ...]] = ("product", "vendor", "handle")
 
 
 @dataclasses.dataclass(eq=True)

@@ -22,6 +22,7 @@ from ironic_python_agent.hardware.devices import (
     CPU,
     BlockDevice,
     BootInfo,
+    CPUCore,
     Memory,
     NetworkInterface,
     SystemVendorInfo,
@@ -142,6 +143,35 @@ class GenericHardwareManager(managers.HardwareManager):
 
     def get_cpus(self) -> CPU:
         return inventory.collect_cpu()
+
+    # Upstream's per-core helpers, for managers that call them.
+    @staticmethod
+    def create_cpu_info_dict(lines: str) -> dict[str, str]:
+        """``key: value`` lines (lscpu, or one /proc/cpuinfo block) as a dict, keys lowered."""
+        return {k.strip().lower(): v.strip() for k, _, v in
+                (line.partition(":") for line in lines.split("\n") if ":" in line)}
+
+    def read_cpu_info(self) -> list[str]:
+        """The /proc/cpuinfo blocks (one per logical CPU), tabs removed; [] if unreadable."""
+        text = inventory._read("/proc/cpuinfo")
+        if not text:
+            LOG.warning("Failed to get CPU information from /proc/cpuinfo")
+            return []
+        return [b for b in text.replace("\t", "").split("\n\n") if b.strip()]
+
+    def get_cpu_cores(self) -> list[CPUCore]:
+        """One :class:`CPUCore` per logical CPU of /proc/cpuinfo."""
+        cores = []
+        for block in self.read_cpu_info():
+            info = self.create_cpu_info_dict(block)
+            cores.append(CPUCore(model_name=info.get("model name", ""),
+                                 frequency=info.get("cpu mhz", ""),
+                                 architecture=info.get("architecture", ""),
+                                 core_id=info.get("core id", ""),
+                                 flags=info.get("flags", "").split()))
+        if not cores:
+            LOG.warning("No per-core CPU information found")
+        return cores
 
     def get_memory(self) -> Memory:
         return inventory.collect_memory(self._dmi_sections())
@@ -405,6 +435,11 @@ class GenericHardwareManager(managers.HardwareManager):
 
         burnin.stress_ng(node, "cpu")
 
+    def burnin_gpu(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+        from ironic_python_agent.hardware import burnin
+
+        burnin.gpu_burn(node)
+
     def burnin_memory(self, node: dict[str, Any], ports: list[dict[str, Any]]) -> None:
         from ironic_python_agent.hardware import burnin
 
@@ -463,7 +498,7 @@ class GenericHardwareManager(managers.HardwareManager):
             _step("delete_configuration", 0, "raid", abortable=True),
             _step("create_configuration", 0, "raid", abortable=True),
             *(_step(f"burnin_{what}", 0, abortable=True)
-              for what in ("cpu", "disk", "memory", "network")),
+              for what in ("cpu", "gpu", "disk", "memory", "network")),
         ]
 
     def get_deploy_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -484,7 +519,7 @@ class GenericHardwareManager(managers.HardwareManager):
                       argsinfo=RAID_APPLY_CONFIGURATION_ARGSINFO),
                 _step("create_configuration", 0, "raid", abortable=True),
                 *(_step(f"burnin_{what}", 0, abortable=True)
-                  for what in ("cpu", "memory", "network")),
+                  for what in ("cpu", "gpu", "memory", "network")),
                 _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
 
 

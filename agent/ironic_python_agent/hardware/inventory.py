@@ -97,6 +97,7 @@ def cpu_from_cpuinfo(blocks: list[dict[str, str]], architecture: str,
     if packages is None:
         packages = {b["physical id"] for b in blocks if "physical id" in b}
     cores = [CPUCore(model_name=b.get("model name", model), frequency=b.get("cpu MHz", ""),
+                     architecture=architecture,
                      core_id=int(b["core id"]) if b.get("core id", "").isdigit() else None,
                      flags=(b.get("flags") or "").split()) for b in blocks]
     return CPU(model_name=model, frequency=frequency, count=len(blocks),

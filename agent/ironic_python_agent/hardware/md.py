@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import re
+import shlex
 import stat
 from collections.abc import Sequence
 
@@ -96,6 +97,35 @@ def get_component_devices(raid_device: str) -> list[str]:
         if out and md_uuid in out:
             found.append(device.name)
     return found
+
+
+def md_restart(raid_device: str) -> None:
+    """Stop the md device *raid_device* and assemble it again from its components."""
+    components = get_component_devices(raid_device)
+    LOG.debug("Restarting software RAID device %s (%s)", raid_device, components)
+    try:
+        run.run(["mdadm", "--stop", raid_device], timeout=60)
+        run.run(["mdadm", "--assemble", raid_device, *components], timeout=120)
+    except run.CommandError as exc:
+        msg = f"Could not restart md device {raid_device}: {exc}"
+        LOG.error(msg)
+        raise errors.CommandExecutionError(msg) from None
+
+
+def parse_examine_scan(text: str) -> dict[str, dict[str, str]]:
+    """``mdadm --examine --scan`` lines (``ARRAY <dev> key=value ...``) by device."""
+    found: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if len(words) < 2 or words[0] != "ARRAY":
+            continue
+        found[words[1]] = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+    return found
+
+
+def md_get_raid_devices() -> dict[str, dict[str, str]]:
+    """The md arrays the disks' superblocks describe, as upstream's helper returns them."""
+    return parse_examine_scan(_mdadm("--examine", "--scan") or "")
 
 
 # --- md arrays on this machine ------------------------------------------------------------

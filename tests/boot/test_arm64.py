@@ -116,3 +116,66 @@ def test_kernel_boot_lookup_heartbeat_inventory(arm64_image: tuple[Path, Path]) 
             # no SMBIOS without UEFI: the device tree QEMU made names the machine
             assert inventory["system_vendor"]["product_name"] == "linux,dummy-virt"
             assert inventory["boot"]["current_boot_mode"] == "bios"
+
+
+def make_iso(tmp_path: Path, kernel: Path, initrd: Path, append: str) -> Path:
+    """iso-image-create --arch arm64 (GRUB arm64-efi from Debian's package)."""
+    iso = tmp_path / f"{NAME}.iso"
+    made = subprocess.run([str(TOP / "iso/iso-image-create"), "--arch", "arm64", "-o", str(iso),
+                           "-k", str(kernel), "-i", str(initrd), "--append", append],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert made.returncode == 0, made.stderr
+    return iso
+
+
+@pytest.mark.build
+def test_iso_is_uefi_only_with_grub_arm64(arm64_image: tuple[Path, Path],
+                                          tmp_path: Path) -> None:
+    iso = make_iso(tmp_path, *arm64_image, "console=ttyAMA0")
+    report = subprocess.run(["xorriso", "-indev", str(iso), "-report_el_torito", "plain",
+                             "-report_system_area", "plain"], capture_output=True, text=True,
+                            check=True).stdout
+    boots = [line for line in report.splitlines() if line.startswith("El Torito boot img :")]
+    assert len(boots) == 1 and " UEFI " in boots[0], boots   # no BIOS (isolinux) entry
+    # the ESP is also a GPT partition of type "EFI System" (a USB stick boots it)
+    assert "28732ac11ff8d211ba4b00a0c93ec93b" in report
+    esp = tmp_path / "esp.img"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract",
+                    "/boot/grub/efiboot.img", str(esp)], check=True, capture_output=True)
+    loader = subprocess.run(["mtype", "-i", str(esp), "::/EFI/BOOT/BOOTAA64.EFI"],
+                            capture_output=True, check=True).stdout
+    # a PE32+ image for arm64 (IMAGE_FILE_MACHINE_ARM64 = 0xaa64)
+    pe = struct.unpack_from("<I", loader, 0x3C)[0]
+    assert loader[:2] == b"MZ" and loader[pe:pe + 4] == b"PE\0\0"
+    assert struct.unpack_from("<H", loader, pe + 4)[0] == 0xAA64
+    # an x86_64 kernel (a bzImage's setup header) is refused by name
+    bzimage = bytearray(4096)
+    bzimage[0x1FE:0x200], bzimage[0x202:0x206] = b"\x55\xaa", b"HdrS"
+    (tmp_path / "bzImage").write_bytes(bytes(bzimage))
+    bad = subprocess.run([str(TOP / "iso/iso-image-create"), "--arch", "arm64", "-o",
+                          str(tmp_path / "x.iso"), "-k", str(tmp_path / "bzImage"),
+                          "-i", str(arm64_image[1])], capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 1 and "x86 bzImage, not an arm64 kernel" in bad.stderr
+    assert not (tmp_path / "x.iso").exists()
+
+
+@pytest.mark.boot
+def test_iso_uefi_boot_lookup_heartbeat(arm64_image: tuple[Path, Path],
+                                        tmp_path: Path) -> None:
+    with FakeIronic() as ironic:
+        iso = make_iso(tmp_path, *arm64_image,
+                       f"console=ttyAMA0 ipa-api-url=http://10.0.2.2:{ironic.port} "
+                       "ipa-insecure=1")
+        spec = boot_spec("tinyipa-arm64-iso", iso=iso, firmware="uefi")
+        with Guest(spec) as guest:
+            guest.wait_for_console(r"Welcome to GRUB", timeout=300)
+            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=400,
+                                        heartbeat_timeout=180)
+            print(f"arm64 ISO (edk2, GRUB): heartbeat {guest.elapsed:.1f}s after QEMU started")
+            api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
+            inventory = check_booted_agent(api, spec)
+            assert inventory["cpu"]["architecture"] == "aarch64"
+            assert inventory["boot"]["current_boot_mode"] == "uefi"
+            # edk2 gives SMBIOS tables: dmidecode names the machine
+            assert inventory["system_vendor"]["manufacturer"] == "QEMU"

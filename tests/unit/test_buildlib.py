@@ -152,3 +152,21 @@ def test_dib_and_coreos_take_the_vocabulary_and_their_old_spellings(
     assert cctx.ssh_keys == ["ssh-ed25519 AAAA file@key", "ssh-rsa BBBB flag@key"]
     with pytest.raises(SystemExit):
         coreos_build.parse_args(["--arch", "arm64"])
+
+
+def test_architectures_and_their_names() -> None:
+    from buildlib import arch, modules
+
+    arm = arch.get("aarch64")
+    assert (arm.name, arm.debian, arm.machine, arm.triplet, arm.suffix) == (
+        "arm64", "arm64", "aarch64", "aarch64-linux-gnu", "-arm64")
+    assert arch.get("amd64").suffix == "" and arch.get("x86_64").debian == "amd64"
+    assert arm.wheel_platforms()[0] == "manylinux2014_aarch64"
+    assert "manylinux_2_36_aarch64" in arm.wheel_platforms()
+    with pytest.raises(KeyError, match="unknown architecture 'mips'"):
+        arch.get("mips")
+    # one module selection, adjusted per architecture
+    x86, arm64 = modules.selection(), modules.selection(arch="arm64")
+    assert "virtio_mmio" in arm64.names and "virtio_mmio" not in x86.names
+    assert "vmw_pvscsi" in x86.names and "vmw_pvscsi" not in arm64.names
+    assert set(arm64.names) - {"virtio_mmio"} < set(x86.names)

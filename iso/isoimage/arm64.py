@@ -88,10 +88,21 @@ def fetch_grub(cache: Path, release: str) -> Path:
     return found
 
 
+def early_config() -> str:
+    """The config built into BOOTAA64.EFI. GRUB runs it with its rescue parser
+    (no ``if``): find the ISO 9660 side's grub.cfg by searching, which works when
+    GRUB was loaded from the CD's El Torito image and from the ESP partition of
+    the ISO written to a USB stick (the ESP has no grub.cfg)."""
+    path = bootconfig.GRUB_CONFIG_PATH
+    return (f"search --no-floppy --set=root --file {path}\n"
+            f"set prefix=($root){bootconfig.GRUB_CONFIG_DIR}\n"
+            "configfile $prefix/grub.cfg\n")
+
+
 def make_esp(output: Path, work: Path, tools: dict[str, Path], grub_dir: Path) -> Path:
     """The FAT ESP holding EFI/BOOT/BOOTAA64.EFI (GRUB with its early config)."""
     early = work / "grub-early.cfg"
-    early.write_text(bootconfig.grub_early_cfg())
+    early.write_text(early_config())
     efi = work / "BOOTAA64.EFI"
     run([tools["grub-mkimage"], "--format", GRUB_FORMAT, "--directory", grub_dir,
          "--prefix", bootconfig.GRUB_CONFIG_DIR, "--config", early, "--output", efi,

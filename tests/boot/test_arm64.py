@@ -170,6 +170,8 @@ def test_iso_uefi_boot_lookup_heartbeat(arm64_image: tuple[Path, Path],
         spec = boot_spec("tinyipa-arm64-iso", iso=iso, firmware="uefi")
         with Guest(spec) as guest:
             guest.wait_for_console(r"Welcome to GRUB", timeout=300)
+            guest.wait_for_console(r"Booting `Deploy ramdisk", timeout=120)
+            assert "Unknown command" not in guest.console()  # the early config ran whole
             beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=400,
                                         heartbeat_timeout=180)
             print(f"arm64 ISO (edk2, GRUB): heartbeat {guest.elapsed:.1f}s after QEMU started")

@@ -67,15 +67,20 @@ cmd_coreos() { need_python; exec "$TOP/coreos/build-coreos" "$@"; }
 #                   --extra-modules/--rebuild: the image is (re)built with them first]
 # writes <output>/<name>.iso (BIOS + UEFI, hybrid) and <output>/<name>-esp.img
 # (the ESP alone, for Ironic's [conductor]bootloader) from out/tinyipa/<name>.*
+# With --arch arm64: <name>-arm64.iso, UEFI only (GRUB arm64-efi), and
+# <name>-arm64-esp.img, from out/tinyipa/<name>-arm64.*
 cmd_iso() {
     need_host iso
     local name=${LEAN_IPA_NAME:-${TINYIPA_NAME:-tinyipa}} src="$OUT/tinyipa"
     local dest=${LEAN_IPA_OUTPUT:-$OUT/iso} image=() pack=() rebuild=0
+    local arch=${LEAN_IPA_ARCH:-${TINYIPA_ARCH:-x86_64}}
     while [ $# -gt 0 ]; do
         case "$1" in
             --name) [ $# -ge 2 ] || die "iso: --name needs a value"; name=$2; shift ;;
             --output|--out) [ $# -ge 2 ] || die "iso: $1 needs a value"; dest=$2; shift ;;
-            --release|--suite|--arch|--ssh-key|--password-hash|--extra-modules)
+            --arch)
+                [ $# -ge 2 ] || die "iso: --arch needs a value"; arch=$2; shift ;;
+            --release|--suite|--ssh-key|--password-hash|--extra-modules)
                 [ $# -ge 2 ] || die "iso: $1 needs a value"
                 image+=("$1" "$2"); rebuild=1; shift ;;
             --rebuild|--force) image+=(--rebuild); rebuild=1 ;;
@@ -83,6 +88,12 @@ cmd_iso() {
         esac
         shift
     done
+    case "$arch" in
+        x86_64|amd64) arch=x86_64 ;;
+        arm64|aarch64) arch=arm64; name=${name%-arm64}-arm64; pack+=(--arch arm64)
+            image+=(--arch arm64); need_host tinyipa-arm64 ;;
+        *) die "iso: --arch $arch: x86_64 or arm64" ;;
+    esac
     if [ "$rebuild" = 1 ] || [ ! -f "$src/$name.kernel" ] || [ ! -f "$src/$name.initramfs" ]; then
         say "iso: building the tinyipa image $name first"
         "$TOP/build.sh" tinyipa --name "$name" ${image[@]+"${image[@]}"}

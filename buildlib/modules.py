@@ -19,9 +19,15 @@ class Selection:
     dib_prune: tuple[str, ...]      # trees (under kernel/) dib drops
 
 
-def selection(path: Path = LIST) -> Selection:
+def selection(path: Path = LIST, arch: str = "x86_64") -> Selection:
+    """The selection for *arch* (buildlib/arch.py's name): ``names`` with that
+    architecture's ``[arch.<name>]`` ``add`` and without its ``drop``."""
     d = tomllib.loads(path.read_text())
-    return Selection(names=tuple(d["names"]), load=tuple(d["load"]),
+    per = d.get("arch", {}).get(arch, {})
+    drop = set(per.get("drop", ()))
+    names = [n for n in d["names"] if n not in drop]
+    names += [n for n in per.get("add", ()) if n not in names]
+    return Selection(names=tuple(names), load=tuple(d["load"]),
                      coreos_keep=tuple(d["coreos"]["keep"]),
                      coreos_exclude=tuple(d["coreos"]["exclude"]),
                      dib_prune=tuple(d["dib"]["prune"]))

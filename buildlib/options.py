@@ -4,8 +4,11 @@
 Every flag has a ``LEAN_IPA_<FLAG>`` environment variable (flags win):
 
   --release R         Debian release the image is made of (bookworm)
-  --arch A            CPU architecture (x86_64; others are refused for now)
-  --name N            base name of the outputs (<N>.kernel, <N>.initramfs, ...)
+  --arch A            CPU architecture: x86_64 (amd64), or arm64 (aarch64) where the
+                      builder makes it (buildlib/arch.py)
+  --name N            base name of the outputs (<N>.kernel, <N>.initramfs, ...); for
+                      another architecture than x86_64 it gets that suffix
+                      (<N>-arm64.kernel, ...)
   --ssh-key K         SSH public key, or a file of keys, for root (repeatable)
   --password-hash H   crypt(3) hash for root's console login (openssl passwd -6)
   --extra-modules M   more kernel modules (comma or space separated)
@@ -25,8 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from buildlib import arch as arches
+
 ENV = "LEAN_IPA_"
-ARCHES = {"x86_64": "x86_64", "amd64": "x86_64"}
 TOP = Path(__file__).resolve().parents[1]
 
 
@@ -69,8 +73,8 @@ class Common:
 
     target: str
     release: str
-    arch: str
-    name: str
+    arch: str          # buildlib/arch.py's name: x86_64, arm64
+    name: str          # with the architecture's suffix (tinyipa-arm64)
     ssh_keys: list[str] = field(default_factory=list)
     password_hash: str | None = None
     extra_modules: list[str] = field(default_factory=list)
@@ -91,7 +95,7 @@ def add_common(parser: argparse.ArgumentParser, target: str, name: str,
     g.add_argument("--release", "--suite", default=e("RELEASE", "bookworm"),
                    help="Debian release (default: %(default)s)")
     g.add_argument("--arch", default=e("ARCH", "x86_64"),
-                   help="CPU architecture (default: %(default)s; only x86_64 for now)")
+                   help="CPU architecture: x86_64 or arm64 (default: %(default)s)")
     g.add_argument("--name", default=e("NAME", name),
                    help="base name of the outputs (default: %(default)s)")
     g.add_argument("--ssh-key", action="append",
@@ -116,11 +120,18 @@ def add_common(parser: argparse.ArgumentParser, target: str, name: str,
 
 
 def common(parser: argparse.ArgumentParser, args: argparse.Namespace,
-           target: str) -> Common:
-    """The shared options of *args*; bad values stop with a message naming the flag."""
-    arch = ARCHES.get(args.arch)
-    if arch is None:
-        parser.error(f"--arch {args.arch}: only x86_64 images can be built for now")
+           target: str, supported: Sequence[str] = (arches.DEFAULT,)) -> Common:
+    """The shared options of *args*; bad values stop with a message naming the flag.
+
+    *supported* are the architectures the builder makes images for.
+    """
+    try:
+        arch = arches.get(args.arch).name
+    except KeyError as exc:
+        parser.error(f"--arch {args.arch}: {exc.args[0]}")
+    if arch not in supported:
+        parser.error(f"--arch {args.arch}: {target} builds only {', '.join(supported)} "
+                     "images for now")
     if not args.name or "/" in args.name or args.name.startswith("."):
         parser.error(f"--name {args.name!r}: a plain file name is needed")
     if args.password_hash and not args.password_hash.startswith("$"):
@@ -134,7 +145,9 @@ def common(parser: argparse.ArgumentParser, args: argparse.Namespace,
                         ("--ironic-branch", args.ironic_branch.replace("/", "-"))):
         if not value or "/" in value or value.startswith("."):
             parser.error(f"{flag} {value!r}: a plain name is needed")
-    return Common(target=target, release=args.release, arch=arch, name=args.name,
+    suffix = arches.get(arch).suffix
+    name = args.name if args.name.endswith(suffix) else args.name + suffix
+    return Common(target=target, release=args.release, arch=arch, name=name,
                   ssh_keys=keys, password_hash=args.password_hash,
                   extra_modules=words(args.extra_modules), rebuild=args.rebuild,
                   output=Path(args.output).resolve(), ironic_layout=args.ironic_layout,

@@ -56,7 +56,7 @@ def parse_args(argv: list[str]) -> Context:
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")
     a = p.parse_args(argv)
-    c = options.common(p, a, "tinyipa")
+    c = options.common(p, a, "tinyipa", supported=("x86_64", "arm64"))
     if a.wheel is None:
         wheels = sorted((out / "dist").glob("*.whl"), key=lambda w: w.stat().st_mtime)
         if not wheels:

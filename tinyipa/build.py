@@ -7,6 +7,7 @@ line with its elapsed time, and a failing stage names itself and the log.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import lzma
 import os
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildlib import modules, options, outputs, programs
+from buildlib import arch, modules, options, outputs, programs
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log, run
@@ -31,7 +32,6 @@ SITE = "/usr/lib/python3/dist-packages"
 GROUPS = ("root:0 daemon:1 bin:2 sys:3 adm:4 tty:5 disk:6 lp:7 mail:8 kmem:9 dialout:20 "
           "cdrom:24 floppy:25 tape:26 sudo:27 audio:29 video:44 sgx:106 kvm:107 render:108 "
           "input:109 nogroup:65534")
-PLATFORMS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
 
 
 @dataclass
@@ -69,6 +69,10 @@ class Context:
     def workdir(self) -> Path:
         return self.cache / "work" / self.name
 
+    @property
+    def cpu(self) -> arch.Arch:
+        return arch.get(self.arch)
+
 
 def apply_options(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """*config* with the ``[options.<name>]`` tables of *names* merged in."""
@@ -90,13 +94,31 @@ def apply_options(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return merged
 
 
+def for_arch(config: dict[str, Any], cpu: arch.Arch) -> dict[str, Any]:
+    """*config* for one architecture: ``{arch}`` in package names is dpkg's name
+    for it and ``{triplet}`` its library directory's. Another architecture than
+    the host's gets no stub libraries (they are compiled here, and nothing is
+    compiled for another architecture): the real libraries go in instead."""
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{arch}", cpu.debian).replace("{triplet}", cpu.triplet)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    merged = {k: fill(v) for k, v in config.items()}
+    if not cpu.native:
+        merged["stubs"] = {}
+    return merged
+
+
 def build(ctx: Context) -> None:
     ctx.out.mkdir(parents=True, exist_ok=True)
     ctx.log = Log(ctx.out / "build.log")
-    ctx.config = apply_options(tomllib.loads((HERE / "tinyipa.toml").read_text()),
-                               ctx.options)
+    ctx.config = for_arch(apply_options(tomllib.loads((HERE / "tinyipa.toml").read_text()),
+                                        ctx.options), ctx.cpu)
     ctx.extra_python += [p for p in ctx.config.pop("python", []) if p not in ctx.extra_python]
-    ctx.log.say(f"tinyipa: building {ctx.name} ({ctx.release}) into {ctx.out}; "
+    ctx.log.say(f"tinyipa: building {ctx.name} ({ctx.release}, {ctx.arch}) into {ctx.out}; "
                 f"log {ctx.log.path}")
     fetch_packages(ctx)
     unpack_packages(ctx)
@@ -124,7 +146,7 @@ def build(ctx: Context) -> None:
 
 def fetch_packages(ctx: Context) -> None:
     with ctx.log.step("packages") as notes:
-        apt = Apt(ctx.cache, ctx.release, ctx.log)
+        apt = Apt(ctx.cache, ctx.release, ctx.log, arch=ctx.cpu.debian)
         updated = apt.update(max_age=0 if ctx.refresh else 24 * 3600)
         names = list(dict.fromkeys(list(ctx.config["packages"]) + programs.packages("tinyipa")
                                    + ctx.extra_packages))
@@ -132,7 +154,7 @@ def fetch_packages(ctx: Context) -> None:
         names.append("dropbear-bin")
         ctx.packages = apt.resolve(names)
         apt.download(ctx.packages)
-        notes.append(f"{len(ctx.packages)} .debs for {ctx.release}"
+        notes.append(f"{len(ctx.packages)} .debs for {ctx.release} {ctx.cpu.debian}"
                      + (" (lists refreshed)" if updated else ""))
 
 
@@ -142,7 +164,7 @@ def unpack_packages(ctx: Context) -> None:
                                     ctx.cache / "unpacked", ctx.log) for p in ctx.packages}
         tree = PackageTree(unpacked)
         ctx.root = Root(ctx.workdir / "root", tree, ctx.log,
-                        stubs=ctx.config.get("stubs", {}))
+                        stubs=ctx.config.get("stubs", {}), triplet=ctx.cpu.triplet)
         found = sorted(m.group(1) for p, (real, _pkg) in tree.files.items()
                        if (m := re.fullmatch(r"/usr/bin/python(3\.\d+)", p))
                        and not real.is_symlink())
@@ -156,7 +178,7 @@ def unpack_packages(ctx: Context) -> None:
 # -- the base system ----------------------------------------------------------------
 
 
-GCONV = "/usr/lib/x86_64-linux-gnu/gconv"
+GCONV = "/usr/lib/{triplet}/gconv"
 GCONV_MODULES = """\
 # only the code page mtools converts FAT names with by default (850)
 alias\tCP850//\tIBM850//
@@ -186,11 +208,12 @@ def install_base(ctx: Context) -> None:
         # mtools converts FAT short names from code page 850 through iconv: without
         # glibc's IBM850 module every mdir/mcopy fails ("Error converting to
         # codepage 850", then "Cannot initialize '::'"), so no ESP can be read
-        root.add_file(f"{GCONV}/IBM850.so")
-        root.write_file(f"{GCONV}/gconv-modules", GCONV_MODULES)
+        gconv = GCONV.format(triplet=ctx.cpu.triplet)
+        root.add_file(f"{gconv}/IBM850.so")
+        root.write_file(f"{gconv}/gconv-modules", GCONV_MODULES)
         root.add_host_file(HERE / "init", "/init", 0o755)
         root.add_host_file(HERE / "udhcpc.script", "/usr/share/udhcpc/default.script", 0o755)
-        load = list(modules.selection().load)
+        load = list(modules.selection(arch=ctx.arch).load)
         root.write_file("/etc/tinyipa/modules-load", "\n".join(load) + "\n")
         groups = [g.split(":") for g in GROUPS.split()]
         root.write_file("/etc/group", "".join(f"{n}:x:{i}:\n" for n, i in groups))
@@ -250,7 +273,8 @@ def _requires_key(ctx: Context) -> str:
         meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
         requires = [line for line in whl.read(meta).decode().splitlines()
                     if line.startswith("Requires-Dist:")]
-    blob = "\n".join(requires + ctx.extra_python + PLATFORMS + [ctx.python_version])
+    blob = "\n".join(requires + ctx.extra_python + ctx.cpu.wheel_platforms()
+                     + [ctx.python_version])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -292,7 +316,7 @@ def target_python(ctx: Context) -> list[str]:
     """pip options selecting wheels for the image's Python, not the host's."""
     argv = ["--only-binary=:all:", "--python-version", ctx.python_version,
             "--implementation", "cp", "--abi", "cp" + ctx.python_version.replace(".", "")]
-    for plat in PLATFORMS:
+    for plat in ctx.cpu.wheel_platforms():
         argv += ["--platform", plat]
     return argv
 
@@ -364,7 +388,7 @@ def install_kernel_modules(ctx: Context) -> None:
                 root.add_file(f"{base}/{meta}", libs=False)
         index = root.module_index(kver)
         added: list[str] = []
-        for name in list(modules.selection().names) + ctx.extra_modules:
+        for name in list(modules.selection(arch=ctx.arch).names) + ctx.extra_modules:
             added += root.add_module(name, kver, index, builtin)
         order = root.dest(f"{base}/modules.order")
         if order.exists():  # the kernel's full list (~160 KB): only what is here
@@ -377,8 +401,21 @@ def install_kernel_modules(ctx: Context) -> None:
         vmlinuz = root.tree.lookup(f"/boot/vmlinuz-{kver}")
         if vmlinuz is None:
             raise RuntimeError(f"no /boot/vmlinuz-{kver} in the kernel package")
-        shutil.copyfile(vmlinuz[0], ctx.workdir / "kernel")
+        kernel_file(vmlinuz[0], ctx.workdir / "kernel")
         notes.append(f"{kver}, {len(added)} modules ({packed / 1e6:.1f} MB as .ko.xz)")
+
+
+ARM64_IMAGE_MAGIC = b"ARM\x64"   # at offset 56 of an arm64 kernel Image
+
+
+def kernel_file(vmlinuz: Path, dest: Path) -> None:
+    """The kernel as shipped: Debian's x86_64 bzImage as it is; its arm64
+    vmlinuz is the plain Image (33 MB), gzip'd here (10 MB), as the other
+    distributions ship theirs: GRUB, iPXE and QEMU's -kernel unpack it."""
+    data = vmlinuz.read_bytes()
+    if data[56:60] == ARM64_IMAGE_MAGIC:
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    dest.write_bytes(data)
 
 
 def compress_modules(ctx: Context, moddir: Path) -> int:
@@ -425,7 +462,8 @@ def install_busybox(ctx: Context) -> None:
     root = ctx.root
     with ctx.log.step("busybox") as notes:
         busybox = root.add_file("/bin/busybox")
-        applets = ctx.log.run([str(root.dest(busybox)), "--list-full"], capture=True).split()
+        applets = ctx.log.run(image_command(ctx, root.dest(busybox), "--list-full"),
+                              capture=True).split()
         linked = 0
         for applet in applets:
             path = debs.normalize(applet)
@@ -439,6 +477,18 @@ def install_busybox(ctx: Context) -> None:
             raise RuntimeError("shared libraries not found in the packages: "
                                + ", ".join(sorted(root.missing_libs)))
         notes.append(f"{linked} applets")
+
+
+def image_command(ctx: Context, program: Path, *args: str) -> list[str]:
+    """The argv running one of the image's programs on this host: itself, or
+    for another architecture under qemu-user with the image root as its
+    library prefix (no binfmt registration needed)."""
+    if ctx.cpu.native:
+        return [str(program), *args]
+    if shutil.which(ctx.cpu.emulator) is None:
+        raise RuntimeError(f"{ctx.cpu.emulator} (qemu-user-static) is needed to run the "
+                           f"{ctx.arch} image's {program.name} here")
+    return [ctx.cpu.emulator, "-L", str(ctx.root.path), str(program), *args]
 
 
 def compile_python(ctx: Context) -> None:
@@ -488,12 +538,13 @@ COMPRESSORS = {
 }
 
 
-def compressor(kind: str, part: str) -> list[str]:
-    """The command compressing one cpio part. The base part is mostly x86
-    machine code: xz's BCJ filter (which the kernel's decoder has, as
-    CONFIG_XZ_DEC_X86) shrinks it by another ~5%."""
+def compressor(kind: str, part: str, cpu: str = arch.DEFAULT) -> list[str]:
+    """The command compressing one cpio part. The base part of an x86_64 image
+    is mostly x86 machine code: xz's BCJ filter (which the kernel's decoder has,
+    as CONFIG_XZ_DEC_X86) shrinks it by another ~5%. (bookworm's kernel has no
+    ARM64 BCJ decoder: arm64 images go without.)"""
     argv = list(COMPRESSORS[kind])
-    if kind == "xz" and part == "base":
+    if kind == "xz" and part == "base" and cpu == "x86_64":
         argv.insert(argv.index("--lzma2=preset=9,dict=16MiB"), "--x86")
     return argv
 
@@ -540,7 +591,7 @@ def make_initramfs(ctx: Context) -> None:
                 # range per archive keeps each one independent of the others.
                 data = cpio.archive(groups[name], mtime=mtime, first_ino=(number << 20) + 1)
                 count += len(groups[name])
-                argv = compressor(ctx.compression, name)
+                argv = compressor(ctx.compression, name, ctx.arch)
                 key = hashlib.sha256(data + " ".join(argv).encode()).hexdigest()
                 blob = store / f"{key}.{ctx.compression}"
                 if blob.exists() and not ctx.rebuild:

@@ -54,11 +54,15 @@ def normalize(path: str) -> str:
 
 
 class Apt:
-    """apt-get with a private state directory for one Debian release."""
+    """apt-get with a private state directory for one Debian release and
+    architecture (any architecture the mirror has: nothing of it runs here)."""
 
     def __init__(self, cache: Path, release: str, log: Log, mirror: str = MIRROR,
-                 security: str = SECURITY) -> None:
-        self.dir = cache / "apt" / release
+                 security: str = SECURITY, arch: str = "amd64") -> None:
+        # one state per architecture: the lists are per architecture (the
+        # .debs, named with theirs, share one directory)
+        self.dir = cache / "apt" / (release if arch == "amd64" else f"{release}-{arch}")
+        self.arch = arch
         self.archives = cache / "debs"
         self.release = release
         self.log = log
@@ -75,7 +79,8 @@ class Apt:
             "Dir::Cache::archives": self.archives,
             "Dir::Etc::SourceList": d / "sources.list",
             "Dir::Etc::SourceParts": d / "sources.list.d",
-            "APT::Architecture": "amd64", "APT::Install-Recommends": "0",
+            "APT::Architecture": self.arch, "APT::Architectures": self.arch,
+            "APT::Install-Recommends": "0",
             "APT::Get::List-Cleanup": "0", "Debug::NoLocking": "1",
             "Acquire::Languages": "none", "Acquire::Retries": "3",
         }

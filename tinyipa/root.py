@@ -19,13 +19,15 @@ from tinyipa.cpio import Entry
 from tinyipa.debs import MERGED, Package, PackageTree, normalize
 from tinyipa.log import Log
 
-LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/lib64")
+LIBDIRS = ("/usr/lib/{triplet}", "/usr/lib", "/usr/lib64")
 
 
 class Root:
     def __init__(self, path: Path, tree: PackageTree, log: Log,
-                 stubs: Iterable[str] = ()) -> None:
+                 stubs: Iterable[str] = (), triplet: str = "x86_64-linux-gnu") -> None:
         self.path = path
+        # where the loader looks for libraries (the multiarch directory first)
+        self.libdirs = tuple(d.format(triplet=triplet) for d in LIBDIRS)
         self.tree = tree
         self.log = log
         # sonames replaced by generated stubs (tinyipa/stub.py): never copied,
@@ -142,11 +144,11 @@ class Root:
         for d in dirs:
             if os.path.lexists(self.dest(f"{d}/{soname}")):
                 return None
-        for d in dirs + list(LIBDIRS):
+        for d in dirs + list(self.libdirs):
             if self.tree.lookup(f"{d}/{soname}") or self.tree.resolve(f"{d}/{soname}"):
                 return f"{d}/{soname}"
         return None if any(os.path.lexists(self.dest(f"{d}/{soname}"))
-                           for d in LIBDIRS) else ""
+                           for d in self.libdirs) else ""
 
     def add_libraries(self, dest: Path) -> None:
         """The DT_NEEDED closure of one ELF file (the 'ldd closure')."""

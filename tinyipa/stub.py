@@ -33,7 +33,7 @@ from tinyipa import elf
 if TYPE_CHECKING:
     from tinyipa.build import Context
 
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
+LIBDIR = "/usr/lib/{triplet}"
 # Functions the generated C calls itself; a stub must not define them.
 RESERVED = frozenset({"write", "abort"})
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -287,10 +287,11 @@ def install(ctx: Context) -> None:
         if unused:
             ctx.log.info(f"stubs nothing needs: {', '.join(unused)}")
         needed = sorted(set(table) & set(root.stubbed))
-        imports = [s for syms in readelf(elf_files(root.path)).values() for s in syms]
+        imports = ([s for syms in readelf(elf_files(root.path)).values() for s in syms]
+                   if needed else [])
         for soname in needed:
             spec = table[soname]
-            vpath = f"{LIBDIR}/{soname}"
+            vpath = f"{LIBDIR.format(triplet=ctx.cpu.triplet)}/{soname}"
             if root.exists(vpath):
                 raise RuntimeError(f"{soname} is in the image already (installed whole); "
                                    "it cannot also be a stub")
@@ -307,13 +308,14 @@ def install(ctx: Context) -> None:
             ctx.log.info(f"stub {soname}: {len(symbols)} symbols for {users}")
             notes.append(f"{soname} ({len(symbols)} symbols)")
         if not notes:
-            notes.append("none needed")
+            notes.append("none needed" if table else
+                         f"none for {ctx.arch} (the real libraries are in the image)")
 
 
 def real_library(ctx: Context, soname: str) -> Path:
     """The packaged library a stub replaces (its symbols are read, never copied)."""
     tree = ctx.root.tree
-    for d in (LIBDIR, "/usr/lib", "/usr/lib64"):
+    for d in (LIBDIR.format(triplet=ctx.cpu.triplet), "/usr/lib", "/usr/lib64"):
         final = tree.resolve(f"{d}/{soname}")
         hit = tree.lookup(final) if final else None
         if hit is not None:

@@ -9,9 +9,10 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from isoimage import arm64
 from isoimage import bootconfig
 from isoimage import esp
 from isoimage import hosttools
@@ -44,6 +45,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "image, for Ironic's [conductor]bootloader")
     parser.add_argument("--label", default=image.DEFAULT_LABEL,
                         help=f"ISO volume label (default {image.DEFAULT_LABEL})")
+    parser.add_argument("--arch", default="x86_64", choices=["x86_64", "amd64", "arm64", "aarch64"],
+                        help="the kernel's architecture (default x86_64); arm64: a UEFI-only "
+                             "ISO with GRUB arm64-efi")
+    parser.add_argument("--grub-efi-dir", type=Path, metavar="DIR",
+                        help="arm64: GRUB's arm64-efi modules (default: /usr/lib/grub/arm64-efi, "
+                             "else grub-efi-arm64-bin fetched from the Debian mirror)")
+    parser.add_argument("--release", default="bookworm",
+                        help="arm64: the Debian release grub-efi-arm64-bin is fetched from")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
     args = parser.parse_args(argv)
     if args.output is None and args.esp is None:
@@ -53,13 +62,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    if value is None]
         if missing:
             parser.error(f"-o needs {' and '.join(missing)}")
+    args.arch = {"amd64": "x86_64", "aarch64": "arm64"}.get(args.arch, args.arch)
     if not _LABEL.fullmatch(args.label):
         parser.error(f"--label {args.label!r}: use 1-32 letters, digits, '_' or '-'")
     return args
 
 
-def check_input(path: Path, what: str) -> None:
-    """Raise :class:`IsoError` unless *path* is a readable file that looks like *what*."""
+def check_input(path: Path, what: str,
+                describe: Callable[[bytes], str | None] | None = None) -> None:
+    """Raise :class:`IsoError` unless *path* is a readable file that looks like *what*
+    (a kernel as *describe* checks it: an x86 bzImage by default)."""
     flag = {"kernel": "-k", "initrd": "-i"}[what]
     if not path.exists():
         raise IsoError(f"{what} {path} ({flag}): no such file")
@@ -70,7 +82,10 @@ def check_input(path: Path, what: str) -> None:
             head = stream.read(magic.HEAD_SIZE)
     except OSError as exc:
         raise IsoError(f"{what} {path} ({flag}): cannot read: {exc.strerror}") from None
-    problem = magic.describe_kernel(head) if what == "kernel" else magic.describe_initrd(head)
+    if what == "kernel":
+        problem = (describe or magic.describe_kernel)(head)
+    else:
+        problem = magic.describe_initrd(head)
     if problem is not None:
         raise IsoError(f"{what} {path} ({flag}) does not look like a {what}: {problem}")
 
@@ -99,6 +114,8 @@ def _replace_from(tmp: Path, final: Path) -> None:
 
 def create(args: argparse.Namespace) -> None:
     """Check everything first, then write the ESP and/or the ISO."""
+    if args.arch == "arm64":
+        return create_arm64(args)
     if args.output is not None:
         check_input(args.kernel, "kernel")
         check_input(args.initrd, "initrd")
@@ -131,6 +148,46 @@ def create(args: argparse.Namespace) -> None:
         finally:
             partial.unlink(missing_ok=True)
         logging.info("wrote %s (%d MiB, label %s): %s", args.output,
+                     args.output.stat().st_size // 2**20, args.label,
+                     " ".join(bootconfig.quote_for_kernel(a) for a in kernel_args))
+
+
+def create_arm64(args: argparse.Namespace) -> None:
+    """The UEFI-only arm64 ISO and ESP (isoimage/arm64.py)."""
+    if args.output is not None:
+        check_input(args.kernel, "kernel", arm64.describe_kernel)
+        check_input(args.initrd, "initrd")
+        check_output(args.output, "-o")
+    if args.esp is not None:
+        check_output(args.esp, "--esp")
+    kernel_args = tuple(bootconfig.kernel_args(args.append))
+    bootconfig.grub_early_cfg()
+    tools = hosttools.find_host_tools(("grub-mkimage", "mkfs.fat", "mmd", "mcopy")
+                                      + (("xorriso",) if args.output is not None else ()))
+    cache = Path(os.environ.get("CACHE") or Path(__file__).resolve().parents[2] / ".cache")
+    grub_dir = arm64.grub_modules_dir(args.grub_efi_dir, cache / "tinyipa", args.release)
+    with tempfile.TemporaryDirectory(prefix="iso-image-create.") as tmp:
+        work = Path(tmp)
+        esp_image = arm64.make_esp(work / "efiboot.img", work, tools, grub_dir)
+        if args.esp is not None:
+            partial = args.esp.with_name(f".{args.esp.name}.partial")
+            partial.write_bytes(esp_image.read_bytes())
+            _replace_from(partial, args.esp)
+            logging.info("wrote %s (arm64; GRUB reads %s from the boot ISO)", args.esp,
+                         bootconfig.GRUB_CONFIG_PATH)
+        if args.output is None:
+            return
+        spec = image.IsoSpec(kernel=args.kernel, initrd=args.initrd, kernel_args=kernel_args,
+                             label=args.label)
+        tree = work / "tree"
+        arm64.stage_tree(spec, tree, esp_image)
+        partial = args.output.with_name(f".{args.output.name}.partial")
+        try:
+            arm64.make_iso(spec, partial, tree, esp_image, tools)
+            _replace_from(partial, args.output)
+        finally:
+            partial.unlink(missing_ok=True)
+        logging.info("wrote %s (arm64, UEFI only, %d MiB, label %s): %s", args.output,
                      args.output.stat().st_size // 2**20, args.label,
                      " ".join(bootconfig.quote_for_kernel(a) for a in kernel_args))
 

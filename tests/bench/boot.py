@@ -70,16 +70,18 @@ def timed_build(*args: str, **run_kwargs: Any) -> float:
 
 
 def boot(kernel: Path, initrd: Path, memory_mib: int, timeout: float,
-         name: str = "tinyipa") -> dict[str, float | None]:
+         name: str = "tinyipa", arch: str = "x86_64") -> dict[str, float | None]:
     """Seconds from QEMU start to /init (guest clock), first lookup, first heartbeat.
 
-    Any variant's kernel + initramfs boots the same way; *name* labels the guest.
+    Any variant's kernel + initramfs boots the same way; *name* labels the guest;
+    *arch* ``arm64`` boots it under qemu-system-aarch64 (virt, Cortex-A57).
     """
     times: dict[str, float | None] = {"init": None, "lookup": None, "heartbeat": None}
+    console = "ttyAMA0" if arch == "arm64" else "ttyS0"
     with FakeIronic() as ironic:
         spec = GuestSpec(name=f"bench-{name}-{memory_mib}", kernel=kernel, initrd=initrd,
-                         memory_mib=memory_mib, forward_ports=(),
-                         append=f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:"
+                         memory_mib=memory_mib, forward_ports=(), arch=arch,
+                         append=f"console={console} panic=-1 ipa-api-url=http://10.0.2.2:"
                                 f"{ironic.port} ipa-insecure=1")
         with Guest(spec) as guest:
             for key, wait in (("lookup", ironic.wait_for_lookup),

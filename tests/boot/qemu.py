@@ -2,7 +2,8 @@
 """Boot an image under QEMU (TCG) for tests and benchmarks.
 
 Generic over images: a kernel + initramfs + command line, or an ISO on
-``-cdrom``; BIOS (SeaBIOS) or UEFI (OVMF). One vCPU, a virtio NIC on user
+``-cdrom``; BIOS (SeaBIOS) or UEFI (OVMF); x86_64 (q35) or arm64 (``virt`` with
+a Cortex-A57, UEFI from edk2's AAVMF, or the kernel booted directly). One vCPU, a virtio NIC on user
 networking (the guest reaches the host's 127.0.0.1 as 10.0.2.2; ``forwards``
 maps guest TCP ports to host ports on 127.0.0.1), a virtio disk backed by a
 sparse temp file, a virtio RNG, and the serial console written to a file.
@@ -37,6 +38,13 @@ TOP = Path(__file__).resolve().parents[2]
 ARTEFACTS = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out")) / "test-artifacts"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")    # qemu-efi-aarch64
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+# per guest architecture: QEMU, its machine and CPU, the UEFI code and variables
+SYSTEMS = {
+    "x86_64": ("qemu-system-x86_64", "q35", None, OVMF_CODE, OVMF_VARS),
+    "arm64": ("qemu-system-aarch64", "virt", "cortex-a57", AAVMF_CODE, AAVMF_VARS),
+}
 
 
 def free_port() -> int:
@@ -70,7 +78,8 @@ class GuestSpec:
     disk_image: Path | None = None
     mac: str = field(default_factory=random_mac)
     forward_ports: tuple[int, ...] = (9999,)
-    machine: str = "q35"
+    machine: str = ""                       # the architecture's (q35, virt) when empty
+    arch: str = "x86_64"                    # or "arm64"
     extra_args: tuple[str, ...] = ()
 
 
@@ -82,6 +91,8 @@ class Guest:
             raise ValueError("GuestSpec needs kernel and initrd, or iso")
         if spec.firmware not in ("bios", "uefi"):
             raise ValueError(f"firmware must be 'bios' or 'uefi', not {spec.firmware!r}")
+        if spec.arch not in SYSTEMS:
+            raise ValueError(f"arch must be one of {', '.join(SYSTEMS)}, not {spec.arch!r}")
         self.spec = spec
         self.forwards: dict[int, int] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix=f"lean-ipa-{spec.name}-"))
@@ -94,17 +105,19 @@ class Guest:
     # -- lifecycle ----------------------------------------------------------
 
     def argv(self) -> list[str]:
-        """The qemu-system-x86_64 command line (forwards must be allocated)."""
+        """The QEMU command line (forwards must be allocated)."""
         spec = self.spec
+        qemu, machine, cpu, code, variables = SYSTEMS[spec.arch]
         fwd = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}"
                        for guest, host in self.forwards.items())
         argv = [
-            "qemu-system-x86_64",
+            qemu,
             "-accel", "tcg",
-            "-machine", spec.machine,
+            "-machine", spec.machine or machine,
+            *(["-cpu", cpu] if cpu else []),
             "-smp", "1",
             "-m", str(spec.memory_mib),
-            "-display", "none", "-vga", "none",
+            "-display", "none", *(["-vga", "none"] if spec.arch == "x86_64" else []),
             "-monitor", "none",
             "-serial", f"file:{self.console_path}",
             "-no-reboot",
@@ -115,12 +128,17 @@ class Guest:
             "-device", "virtio-rng-pci",
         ]  # fmt: skip
         if spec.firmware == "uefi":
-            vars_copy = self._tmp / "OVMF_VARS.fd"
+            vars_copy = self._tmp / "OVMF_VARS.fd"  # the guest's NVRAM (tests read it)
             if not vars_copy.exists():
-                shutil.copyfile(OVMF_VARS, vars_copy)
-            argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                shutil.copyfile(variables, vars_copy)
+            argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}"]
-        if spec.iso is not None:
+        if spec.iso is not None and spec.arch != "x86_64":
+            # virt has no IDE: the ISO is a CD on virtio-scsi, which edk2 boots
+            argv += ["-device", "virtio-scsi-pci,id=scsi0",
+                     "-drive", f"file={spec.iso},if=none,id=cd0,format=raw,readonly=on,media=cdrom",
+                     "-device", "scsi-cd,drive=cd0,bus=scsi0.0"]
+        elif spec.iso is not None:
             argv += ["-cdrom", str(spec.iso), "-boot", "d"]
         else:
             argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),

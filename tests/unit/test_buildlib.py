@@ -34,6 +34,21 @@ def test_common_flags_and_their_old_spellings(tmp_path: Path) -> None:
     assert (c.ironic_flavor, c.ironic_branch) == ("tinyipa", "master")
 
 
+def test_arm64_names_carry_the_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
+    def arm64(argv: list[str]) -> options.Common:
+        p = argparse.ArgumentParser(prog="build.sh tinyipa")
+        options.add_common(p, "tinyipa", "tinyipa")
+        return options.common(p, p.parse_args(argv), "tinyipa", supported=("x86_64", "arm64"))
+
+    assert (arm64(["--arch", "aarch64"]).arch, arm64(["--arch", "arm64"]).name) == (
+        "arm64", "tinyipa-arm64")
+    assert arm64(["--arch", "arm64", "--name", "edge"]).name == "edge-arm64"
+    assert arm64(["--arch", "arm64", "--name", "edge-arm64"]).name == "edge-arm64"
+    assert arm64(["--arch", "amd64", "--name", "edge"]).name == "edge"  # the default: as before
+    monkeypatch.setenv("LEAN_IPA_ARCH", "arm64")
+    assert arm64([]).name == "tinyipa-arm64"
+
+
 def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEAN_IPA_RELEASE", "trixie")
     monkeypatch.setenv("LEAN_IPA_EXTRA_MODULES", "bonding")
@@ -44,7 +59,9 @@ def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(("argv", "said"), [
-    (["--arch", "arm64"], "--arch arm64: only x86_64 images can be built for now"),
+    (["--arch", "arm64"], "--arch arm64: tinyipa builds only x86_64 images for now"),
+    (["--arch", "riscv64"], "--arch riscv64: unknown architecture 'riscv64' (known: "
+                            "aarch64, amd64, arm64, x86_64)"),
     (["--name", "../x"], "--name '../x': a plain file name is needed"),
     (["--password-hash", "hunter2"], "--password-hash: a crypt(3) hash is needed"),
     (["--ironic-flavor", "a/b"], "--ironic-flavor 'a/b': a plain name is needed"),
@@ -135,3 +152,21 @@ def test_dib_and_coreos_take_the_vocabulary_and_their_old_spellings(
     assert cctx.ssh_keys == ["ssh-ed25519 AAAA file@key", "ssh-rsa BBBB flag@key"]
     with pytest.raises(SystemExit):
         coreos_build.parse_args(["--arch", "arm64"])
+
+
+def test_architectures_and_their_names() -> None:
+    from buildlib import arch, modules
+
+    arm = arch.get("aarch64")
+    assert (arm.name, arm.debian, arm.machine, arm.triplet, arm.suffix) == (
+        "arm64", "arm64", "aarch64", "aarch64-linux-gnu", "-arm64")
+    assert arch.get("amd64").suffix == "" and arch.get("x86_64").debian == "amd64"
+    assert arm.wheel_platforms()[0] == "manylinux2014_aarch64"
+    assert "manylinux_2_36_aarch64" in arm.wheel_platforms()
+    with pytest.raises(KeyError, match="unknown architecture 'mips'"):
+        arch.get("mips")
+    # one module selection, adjusted per architecture
+    x86, arm64 = modules.selection(), modules.selection(arch="arm64")
+    assert "virtio_mmio" in arm64.names and "virtio_mmio" not in x86.names
+    assert "vmw_pvscsi" in x86.names and "vmw_pvscsi" not in arm64.names
+    assert set(arm64.names) - {"virtio_mmio"} < set(x86.names)

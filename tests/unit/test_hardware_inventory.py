@@ -85,6 +85,54 @@ def test_dmidecode_qemu_sample_has_no_serial():
     assert vendor.firmware is not None and vendor.firmware.vendor == "SeaBIOS"
 
 
+def fake_device_tree(proc: Path, props: dict[str, bytes]) -> None:
+    """/proc/device-tree as the kernel shows it: a link to the root node's
+    directory, one file per property holding its raw (NUL-terminated) value."""
+    base = proc.parent / "sys/firmware/devicetree/base"
+    base.mkdir(parents=True)
+    for name, value in props.items():
+        (base / name).write_bytes(value)
+    proc.mkdir()
+    (proc / "device-tree").symlink_to(base)
+
+
+def test_device_tree_names_an_arm64_board_without_dmi(tmp_path: Path) -> None:
+    proc, sys = tmp_path / "proc", tmp_path / "sys"
+    fake_device_tree(proc, {"model": b"Raspberry Pi 4 Model B Rev 1.4\0",
+                            "serial-number": b"10000000a1b2c3d4\0",
+                            "compatible": b"raspberrypi,4-model-b\0brcm,bcm2711\0"})
+    vendor = inventory.collect_system_vendor(None, sys=str(sys), proc=str(proc)).serialize()
+    assert vendor == {"product_name": "Raspberry Pi 4 Model B Rev 1.4",
+                      "serial_number": "10000000a1b2c3d4", "manufacturer": None,
+                      "firmware": {"vendor": None, "version": None, "build_date": None}}
+
+
+def test_device_tree_without_serial_and_dmi_first(tmp_path: Path) -> None:
+    proc, sys = tmp_path / "proc", tmp_path / "sys"
+    fake_device_tree(proc, {"model": b"linux,dummy-virt\0"})   # QEMU virt, -kernel boot
+    vendor = inventory.collect_system_vendor(None, sys=str(sys), proc=str(proc))
+    assert (vendor.product_name, vendor.serial_number) == ("linux,dummy-virt", None)
+    # SMBIOS, when the machine has it (arm64 servers booted by UEFI), wins
+    sections = inventory.parse_dmidecode(sample("dmidecode", "server.txt"))
+    vendor = inventory.collect_system_vendor(sections, sys=str(sys), proc=str(proc))
+    assert (vendor.product_name, vendor.manufacturer) == ("PowerEdge R640", "Dell Inc.")
+    # and so do sysfs' DMI files
+    dmi = sys / "class/dmi/id"
+    dmi.mkdir(parents=True)
+    (dmi / "sys_vendor").write_text("Ampere Computing\n")
+    (dmi / "product_name").write_text("Mt.Jade\n")
+    vendor = inventory.collect_system_vendor(None, sys=str(sys), proc=str(proc))
+    assert (vendor.product_name, vendor.manufacturer) == ("Mt.Jade", "Ampere Computing")
+
+
+def test_no_dmi_and_no_device_tree_is_all_null(tmp_path: Path) -> None:
+    vendor = inventory.collect_system_vendor(None, sys=str(tmp_path / "sys"),
+                                             proc=str(tmp_path / "proc"))
+    assert (vendor.product_name, vendor.serial_number, vendor.manufacturer) == (None,) * 3
+    assert inventory.device_tree_string(b"\0") is None
+    assert inventory.device_tree_string(None) is None
+
+
 # --- BMC -------------------------------------------------------------------------------------
 
 def test_ipmitool_lan_print():

@@ -105,3 +105,19 @@ def test_initrd_magic_refuses_kernel_and_garbage() -> None:
     assert "swapped" in (magic.describe_initrd(bzimage_head()) or "")
     assert "not a cpio" in (magic.describe_initrd(b"#!/bin/sh\n") or "")
     assert magic.describe_initrd(b"") == "empty file"
+
+
+def test_arm64_kernel_check() -> None:
+    import gzip
+
+    from isoimage import arm64
+
+    image = bytearray(1024)
+    image[56:60] = b"ARM\x64"
+    assert arm64.describe_kernel(bytes(image)) is None
+    assert arm64.describe_kernel(gzip.compress(bytes(image) * 8)[:1024]) is None
+    bz = bytearray(1024)
+    bz[0x1FE:0x200], bz[0x202:0x206] = b"\x55\xaa", b"HdrS"
+    assert "x86 bzImage, not an arm64 kernel" in (arm64.describe_kernel(bytes(bz)) or "")
+    assert "no arm64 Image header" in (arm64.describe_kernel(b"<html>" + bytes(100)) or "")
+    assert "too short" in (arm64.describe_kernel(b"MZ") or "")

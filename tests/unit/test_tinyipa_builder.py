@@ -176,3 +176,42 @@ def test_init_is_small_valid_sh_and_shellchecked() -> None:
         proc = subprocess.run(["shellcheck", str(TINYIPA / script)], capture_output=True,
                               text=True)
         assert proc.returncode == 0, proc.stdout
+
+
+def test_config_for_arm64_has_its_names_and_no_stubs() -> None:
+    import tomllib
+
+    from buildlib import arch
+    from tinyipa.build import for_arch
+
+    config = tomllib.loads((TINYIPA / "tinyipa.toml").read_text())
+    arm = for_arch(config, arch.get("arm64"))
+    assert "linux-image-arm64" in arm["packages"]
+    assert "config-{version}-aarch64-linux-gnu" in arm["python_prune"]
+    # stubs are compiled by the host's gcc: none for another architecture
+    assert arm["stubs"] == {} and config["stubs"]
+    x86 = for_arch(config, arch.get("x86_64"))
+    assert "linux-image-amd64" in x86["packages"]
+    assert x86["stubs"] == config["stubs"]
+
+
+def test_arm64_kernel_image_is_gzipped_and_bzimage_kept(tmp_path: Path) -> None:
+    import gzip
+
+    from tinyipa.build import compressor, kernel_file
+
+    image = bytearray(4096)
+    image[56:60] = b"ARM\x64"
+    (tmp_path / "Image").write_bytes(bytes(image))
+    kernel_file(tmp_path / "Image", tmp_path / "arm64.kernel")
+    packed = (tmp_path / "arm64.kernel").read_bytes()
+    assert gzip.decompress(packed) == bytes(image)
+    assert packed == gzip.compress(bytes(image), compresslevel=9, mtime=0)  # reproducible
+    bz = bytearray(4096)
+    bz[0x202:0x206] = b"HdrS"
+    (tmp_path / "bzImage").write_bytes(bytes(bz))
+    kernel_file(tmp_path / "bzImage", tmp_path / "x86.kernel")
+    assert (tmp_path / "x86.kernel").read_bytes() == bytes(bz)
+    # xz's BCJ filter is for x86 code only
+    assert "--x86" in compressor("xz", "base") and "--x86" not in compressor("xz", "base",
+                                                                                "arm64")

@@ -233,11 +233,46 @@ def collect_memory(dmi: list[tuple[str, dict[str, str]]] | None,
     return Memory(total=total, physical_mb=physical)
 
 
+def device_tree_string(raw: bytes | None) -> str | None:
+    """A device-tree string property: NUL-terminated (a list of strings gives
+    its first); empty or absent is None."""
+    if raw is None:
+        return None
+    return _dmi_value(raw.split(b"\0", 1)[0].decode("utf-8", errors="replace"))
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def system_vendor_from_device_tree(proc: str = "/proc") -> SystemVendorInfo:
+    """Machines booted with a device tree instead of SMBIOS (arm64 boards, QEMU's
+    ``virt`` without UEFI) name themselves in its root node: ``model`` is the
+    product, ``serial-number`` (where the firmware sets it) the serial; the
+    device tree names no manufacturer."""
+    base = f"{proc}/device-tree"
+    return SystemVendorInfo(product_name=device_tree_string(_read_bytes(f"{base}/model")),
+                            serial_number=device_tree_string(
+                                _read_bytes(f"{base}/serial-number")),
+                            manufacturer=None, firmware=SystemFirmware(None, None, None))
+
+
 def collect_system_vendor(dmi: list[tuple[str, dict[str, str]]] | None,
-                          sys: str = "/sys") -> SystemVendorInfo:
+                          sys: str = "/sys", proc: str = "/proc") -> SystemVendorInfo:
+    """SMBIOS (dmidecode), else sysfs' DMI files, else the device tree."""
     info = system_vendor_from_dmi(dmi) if dmi is not None else None
     if info is None or (info.product_name is None and info.manufacturer is None):
         info = system_vendor_from_sysfs(sys)
+    if info.product_name is None and info.manufacturer is None:
+        tree = system_vendor_from_device_tree(proc)
+        if tree.product_name is not None or tree.serial_number is not None:
+            info = SystemVendorInfo(product_name=tree.product_name,
+                                    serial_number=info.serial_number or tree.serial_number,
+                                    manufacturer=None, firmware=info.firmware)
     return info
 
 

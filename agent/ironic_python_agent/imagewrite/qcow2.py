@@ -32,6 +32,7 @@ import heapq
 import itertools
 import logging
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 from ironic_python_agent import errors, zstd
 from ironic_python_agent.imagewrite.buffers import MIB
+from ironic_python_agent.imagewrite.inflate import InflatePool
 
 LOG = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ class Qcow2Reader:
     """
 
     def __init__(self, header: Qcow2Header, sink: Sink, fetch: Fetch | None = None,
-                 hold_limit: int | None = None) -> None:
+                 hold_limit: int | None = None, inflate_workers: int | None = None) -> None:
         if header.l1_size * 8 > MAX_L1_BYTES:
             raise StreamFallback(f"its L1 table is {header.l1_size * 8 // MIB} MiB")
         self.h = header
@@ -182,6 +184,13 @@ class Qcow2Reader:
         self._parsed: set[int] = set()  # L1/L2 tables already parsed
         self._zero_run: list[int] | None = None
         self._zstd: zstd.Decompressor | None = None
+        self._local = threading.local()  # each inflate worker's zstd decompressor
+        self._decompressors: list[zstd.Decompressor] = []
+        self._lock = threading.Lock()
+        # Once every table is parsed, compressed clusters inflate on worker threads
+        # (inflate_workers=0: on this thread, as before the tables are all known).
+        self._pool = (InflatePool(self._inflate_cluster, header.cluster_size, sink.write,
+                                  inflate_workers) if inflate_workers != 0 else None)
         self.range_requests = 0
         cs = header.cluster_size
         self._push(0, cs, _SKIP, 0)  # the header cluster
@@ -397,6 +406,10 @@ class Qcow2Reader:
                 if off:
                     self._push(off, self.h.cluster_size, _SKIP, 0)
         elif kind == _ZCLUSTER:
+            if self._pool is not None and self.metadata_complete:
+                # No bytes after it need reading again: what it used does not matter.
+                self._pool.add(start, buf, info)  # a new bytearray per item: no copy
+                return None
             out, used = self._inflate(start, buf)
             self.sink.write(info, out)
             return used
@@ -504,6 +517,35 @@ class Qcow2Reader:
                                       f"to {len(out)} bytes, not {cs}")
         return out, used
 
+    def _inflate_cluster(self, start: int, data: bytes) -> bytes:
+        """One compressed cluster, inflated on an :class:`InflatePool` worker."""
+        cs = self.h.cluster_size
+        if self.h.compression == "zlib":
+            try:
+                out = zlib.decompressobj(-15).decompress(data, cs)
+            except zlib.error as exc:
+                raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} is "
+                                          f"corrupt: {exc}") from None
+        else:
+            dec = getattr(self._local, "zstd", None)
+            if dec is None:
+                dec = self._local.zstd = zstd.Decompressor(cs)
+                with self._lock:
+                    self._decompressors.append(dec)
+            pieces: list[bytes] = []
+            try:
+                dec.feed(data, pieces.append)
+            except zstd.ZstdError as exc:
+                if sum(map(len, pieces)) < cs:  # padding after the frame is fine, as above
+                    raise errors.InvalidImage(f"qcow2 zstd cluster at byte {start} is "
+                                              f"corrupt: {exc}") from None
+            dec.reset()
+            out = b"".join(pieces)[:cs]
+        if len(out) != cs:
+            raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} decodes "
+                                      f"to {len(out)} bytes, not {cs}")
+        return out
+
     # -- the end ---------------------------------------------------------------
 
     def finish(self) -> None:
@@ -513,6 +555,8 @@ class Qcow2Reader:
                 self._missed(heapq.heappop(self._items), self.pos)
                 continue
             self._end_open()
+        if self._pool is not None:  # the clusters completed above are queued too
+            self._pool.drain()
         self._end_rest()
 
     def _end_open(self) -> None:
@@ -538,5 +582,14 @@ class Qcow2Reader:
         if self._zero_run is not None:
             self.sink.zero(*self._zero_run)
             self._zero_run = None
-        if self._zstd is not None:
-            self._zstd.close()
+        self.close()
+
+    def close(self) -> None:
+        """Stop the inflate workers and free the decompressors (also after a failure)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        for dec in [self._zstd, *self._decompressors]:
+            if dec is not None:
+                dec.close()
+        self._zstd, self._decompressors = None, []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from ironic_python_agent import checksum, download, errors, imagewrite
-from ironic_python_agent.imagewrite import qcow2
+from ironic_python_agent.imagewrite import guest, qcow2
 
 from tests.imageserver import Behaviour, ImageServer
 from tests.imagetools import MIB, device_digest, file_digest, loop_device, make_disk_image
@@ -182,6 +182,64 @@ def test_qcow2_streamed_from_server_refusing_range(server: ImageServer, disk: st
     result = write(url, disk, img)
     assert_written(disk, img)
     assert result.method == "stream"
+
+
+def hole_bytes(path: Path, start: int, end: int) -> int:
+    """Bytes of [start, end) of *path* that are holes (never written, or punched)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        holes, pos = 0, start
+        while pos < end:
+            try:
+                hole = os.lseek(fd, pos, os.SEEK_HOLE)
+            except OSError:
+                break
+            if hole >= end:
+                break
+            try:
+                data = os.lseek(fd, hole, os.SEEK_DATA)
+            except OSError:  # ENXIO: a hole to the end of the file
+                data = end
+            holes += min(data, end) - hole
+            pos = data
+        return holes
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("zeroing", ["offload", "discard", "write"])
+def test_zero_ranges_over_old_data(disk: str, tmp_path: Path, zeroing: str) -> None:
+    """Unallocated and zero-flag clusters read back as zeros on a disk full of
+    random bytes, whichever way they are zeroed: BLKZEROOUT (the loop device
+    offloads it to the file system), BLKDISCARD verified by reading back
+    (punched holes), or written zeros (the fallback)."""
+    img = tmp_path / "sparse.qcow2"
+    qemu_img("create", "-f", "qcow2", str(img), str(IMAGE_SIZE))
+    qemu_io(img, "write -P 0x5a 0 1M", "write -P 0x66 9M 2M", "write -z 10M 512k",
+            "write -P 0x77 20M 4k", "write -P 0x78 22M 3k")
+    head = img.read_bytes()[:MIB]
+    header = qcow2.parse_header(head)
+    assert guest.zero_method(disk) == "offload"  # what write_stream uses on a loop device
+    writer = guest.GuestWriter(disk, header.size, zeroing=zeroing)
+    try:
+        reader = qcow2.Qcow2Reader(header, writer)
+        with open(img, "rb") as f:
+            for chunk in iter(lambda: f.read(2 * MIB), b""):
+                reader.write(chunk)
+        reader.finish()
+        writer.finish()
+    finally:
+        writer.close()
+    assert writer.zero_method == zeroing  # a discard that read back non-zero would switch
+    assert writer.zero_bytes >= IMAGE_SIZE - 4 * MIB
+    assert device_digest(disk, IMAGE_SIZE) == reference(img)
+    # The loop device turns a discard into a punched hole in its backing file;
+    # written zeros are data there. (BLKZEROOUT's result depends on the file system.)
+    holes = hole_bytes(tmp_path / "disk.img", 0, IMAGE_SIZE)
+    if zeroing == "discard":
+        assert holes >= IMAGE_SIZE - 8 * MIB
+    elif zeroing == "write":
+        assert holes == 0
 
 
 @pytest.mark.parametrize("kind", ["l2last", "l2last_zstd"])

@@ -76,9 +76,13 @@ def zero_method(path: str) -> str:
 
 
 class GuestWriter:
-    """Random-offset writes of guest data onto *path*, clipped to *limit* bytes."""
+    """Random-offset writes of guest data onto *path*, clipped to *limit* bytes.
 
-    def __init__(self, path: str, limit: int) -> None:
+    *zeroing* (offload, discard, zeroout or write: see :func:`zero_method`) is
+    found from the device unless given.
+    """
+
+    def __init__(self, path: str, limit: int, zeroing: str | None = None) -> None:
         self.path = path
         self.limit = limit
         self.touched = False
@@ -94,7 +98,7 @@ class GuestWriter:
             self.direct = False
         self.bfd = os.open(path, os.O_WRONLY)  # the page-cache path for partial pages
         self.size = os.lseek(self.bfd, 0, os.SEEK_END)
-        self.zero_method = zero_method(path)
+        self.zero_method = zeroing or zero_method(path)
         LOG.info("Zero ranges on %s: %s", path, self.zero_method)
         self._stage = aligned_buffer(BUFFER_SIZE)
         self._stage_at = 0

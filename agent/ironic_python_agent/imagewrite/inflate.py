@@ -25,7 +25,8 @@ from ironic_python_agent.imagewrite.buffers import MIB, aligned_buffer
 BATCH_BYTES = MIB
 MAX_WORKERS = 4
 
-Inflate = Callable[[int, Any], bytes]  # (host offset, compressed bytes) -> one cluster
+# (host offset, compressed bytes) -> (one cluster, bytes of the input its data used)
+Inflate = Callable[[int, Any], "tuple[bytes, int]"]
 
 
 def default_workers() -> int:
@@ -38,19 +39,23 @@ def default_workers() -> int:
 
 class InflatePool:
     """Inflate clusters with *inflate* on worker threads; *write(guest, data)*
-    gets the results, in submission order, on the caller's thread."""
+    gets the results, in submission order, on the caller's thread, and
+    *slack(host_offset, data)* the input bytes after each cluster's real end
+    (where there are any)."""
 
     def __init__(self, inflate: Inflate, cluster_size: int,
-                 write: Callable[[int, Any], None], workers: int | None = None) -> None:
+                 write: Callable[[int, Any], None], slack: Callable[[int, bytes], None],
+                 workers: int | None = None) -> None:
         self._inflate = inflate
         self._cs = cluster_size
         self._write = write
+        self._slack = slack
         self.workers = workers or default_workers()
         self._per_batch = max(1, BATCH_BYTES // cluster_size)
         count = 2 * self.workers + 2
         self._buffers = [aligned_buffer(self._per_batch * cluster_size) for _ in range(count)]
         self._free = list(self._buffers)
-        self._pending: collections.deque[tuple[concurrent.futures.Future[int], int,
+        self._pending: collections.deque[tuple[concurrent.futures.Future[Any], int,
                                                mmap.mmap]] = collections.deque()
         self._batch: list[tuple[int, Any]] = []
         self._batch_guest = 0
@@ -80,18 +85,24 @@ class InflatePool:
                 self.workers, thread_name_prefix="image-inflate")
         self._pending.append((self._executor.submit(self._run, batch, buf), guest, buf))
 
-    def _run(self, batch: list[tuple[int, Any]], buf: mmap.mmap) -> int:
+    def _run(self, batch: list[tuple[int, Any]], buf: mmap.mmap
+             ) -> tuple[int, list[tuple[int, bytes]]]:
         cs = self._cs
+        slack = []
         for i, (start, data) in enumerate(batch):
-            buf[i * cs:(i + 1) * cs] = self._inflate(start, data)
-        return len(batch) * cs
+            buf[i * cs:(i + 1) * cs], used = self._inflate(start, data)
+            if used < len(data):
+                slack.append((start + used, bytes(data[used:])))
+        return len(batch) * cs, slack
 
     def _reap(self, block: bool, one: bool = False) -> None:
         """Write finished batches from the front of the queue (waiting for them if *block*)."""
         while self._pending and (block or self._pending[0][0].done()):
             fut, guest, buf = self._pending.popleft()
             try:
-                n = fut.result()
+                n, slack = fut.result()
+                for at, data in slack:
+                    self._slack(at, data)
                 view = memoryview(buf)[:n]
                 try:
                     self._write(guest, view)

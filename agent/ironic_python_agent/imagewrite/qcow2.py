@@ -183,14 +183,14 @@ class Qcow2Reader:
         self._fetched: dict[int, bytes] = {}  # host offset -> sha256 of a Range answer
         self._parsed: set[int] = set()  # L1/L2 tables already parsed
         self._zero_run: list[int] | None = None
-        self._zstd: zstd.Decompressor | None = None
         self._local = threading.local()  # each inflate worker's zstd decompressor
         self._decompressors: list[zstd.Decompressor] = []
         self._lock = threading.Lock()
         # Once every table is parsed, compressed clusters inflate on worker threads
         # (inflate_workers=0: on this thread, as before the tables are all known).
-        self._pool = (InflatePool(self._inflate_cluster, header.cluster_size, sink.write,
-                                  inflate_workers) if inflate_workers != 0 else None)
+        self._pool = (InflatePool(self._inflate, header.cluster_size, sink.write,
+                                  self._slack, inflate_workers)
+                      if inflate_workers != 0 else None)
         self.range_requests = 0
         cs = header.cluster_size
         self._push(0, cs, _SKIP, 0)  # the header cluster
@@ -387,6 +387,8 @@ class Qcow2Reader:
                   buf: bytearray) -> int | None:
         """Parse or write a whole item; for a compressed cluster, the bytes it used."""
         if kind in (_L1, _L2):
+            if self._pool is not None:
+                self._pool.drain()  # the tables may name bytes in clusters' slack
             if start in self._parsed:  # fetched by Range before the stream got here
                 digest = self._fetched.pop(start, None)
                 if digest is not None and hashlib.sha256(buf).digest() != digest:
@@ -406,8 +408,9 @@ class Qcow2Reader:
                 if off:
                     self._push(off, self.h.cluster_size, _SKIP, 0)
         elif kind == _ZCLUSTER:
-            if self._pool is not None and self.metadata_complete:
-                # No bytes after it need reading again: what it used does not matter.
+            if self._pool is not None:
+                # The bytes after its real end (which the sync path reads again as
+                # stream bytes) are held by _slack once the worker knows where it is.
                 self._pool.add(start, buf, info)  # a new bytearray per item: no copy
                 return None
             out, used = self._inflate(start, buf)
@@ -483,8 +486,11 @@ class Qcow2Reader:
             self.sink.zero(run[0], run[1])
         self._zero_run = [at, n]
 
-    def _inflate(self, start: int, buf: bytearray) -> tuple[bytes, int]:
-        """The cluster, and how many bytes of *buf* its compressed data used."""
+    def _inflate(self, start: int, buf: Any) -> tuple[bytes, int]:
+        """The cluster, and how many bytes of *buf* its compressed data used.
+
+        Called on the :class:`InflatePool` workers too: zstd decompressors are per thread.
+        """
         cs = self.h.cluster_size
         used = len(buf)
         if self.h.compression == "zlib":
@@ -499,34 +505,6 @@ class Qcow2Reader:
                 raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} is "
                                           f"corrupt: {exc}") from None
         else:
-            pieces: list[bytes] = []
-            if self._zstd is None:
-                self._zstd = zstd.Decompressor(cs)
-            try:
-                self._zstd.feed(buf, pieces.append)
-            except zstd.ZstdError as exc:
-                # Sector padding after the frame is not a frame: fine once the cluster is out.
-                if sum(map(len, pieces)) < cs:
-                    raise errors.InvalidImage(f"qcow2 zstd cluster at byte {start} is "
-                                              f"corrupt: {exc}") from None
-            self._zstd.reset()
-            out = b"".join(pieces)[:cs]
-            used = min(used, zstd.frame_size(buf) or used)
-        if len(out) != cs:
-            raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} decodes "
-                                      f"to {len(out)} bytes, not {cs}")
-        return out, used
-
-    def _inflate_cluster(self, start: int, data: bytes) -> bytes:
-        """One compressed cluster, inflated on an :class:`InflatePool` worker."""
-        cs = self.h.cluster_size
-        if self.h.compression == "zlib":
-            try:
-                out = zlib.decompressobj(-15).decompress(data, cs)
-            except zlib.error as exc:
-                raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} is "
-                                          f"corrupt: {exc}") from None
-        else:
             dec = getattr(self._local, "zstd", None)
             if dec is None:
                 dec = self._local.zstd = zstd.Decompressor(cs)
@@ -534,17 +512,28 @@ class Qcow2Reader:
                     self._decompressors.append(dec)
             pieces: list[bytes] = []
             try:
-                dec.feed(data, pieces.append)
+                dec.feed(buf, pieces.append)
             except zstd.ZstdError as exc:
-                if sum(map(len, pieces)) < cs:  # padding after the frame is fine, as above
+                # Sector padding after the frame is not a frame: fine once the cluster is out.
+                if sum(map(len, pieces)) < cs:
                     raise errors.InvalidImage(f"qcow2 zstd cluster at byte {start} is "
                                               f"corrupt: {exc}") from None
             dec.reset()
             out = b"".join(pieces)[:cs]
+            used = min(used, zstd.frame_size(buf) or used)
         if len(out) != cs:
             raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} decodes "
                                       f"to {len(out)} bytes, not {cs}")
-        return out
+        return out, used
+
+    def _slack(self, at: int, data: bytes) -> None:
+        """Bytes after a pooled compressed cluster's end: held like the sync path's re-read."""
+        if self.metadata_complete or not data:
+            return
+        i = bisect.bisect_right(self._held_starts, at)
+        self._held_starts.insert(i, at)
+        self._held.insert(i, data)
+        self._held_bytes += len(data)
 
     # -- the end ---------------------------------------------------------------
 
@@ -589,7 +578,7 @@ class Qcow2Reader:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-        for dec in [self._zstd, *self._decompressors]:
-            if dec is not None:
+        with self._lock:
+            for dec in self._decompressors:
                 dec.close()
-        self._zstd, self._decompressors = None, []
+            self._decompressors = []

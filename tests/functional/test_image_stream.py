@@ -319,6 +319,35 @@ def test_qcow2_checksum_mismatch_after_streaming_wipes(server: ImageServer, disk
         assert f.read(MIB) == bytes(MIB)
 
 
+def corrupt_compressed_cluster(img: Path, nth: int) -> None:
+    """Overwrite the middle of the *nth* compressed cluster of *img* with 0xff bytes."""
+    data = bytearray(img.read_bytes())
+    bits, = struct.unpack_from(">I", data, 20)
+    _, l1_off = struct.unpack_from(">IQ", data, 36)
+    l2_off = struct.unpack_from(">Q", data, l1_off)[0] & 0x00FFFFFFFFFFFE00
+    cbits = 62 - (bits - 8)
+    found = []
+    for i in range((1 << bits) // 8):
+        entry, = struct.unpack_from(">Q", data, l2_off + 8 * i)
+        if entry & (1 << 62):
+            found.append(entry & ((1 << cbits) - 1))
+    off = found[nth]
+    data[off + 8:off + 40] = b"\xff" * 32
+    img.write_bytes(bytes(data))
+
+
+def test_corrupt_compressed_cluster_fails_and_wipes(server: ImageServer, disk: str,
+                                                    raw: Path, tmp_path: Path) -> None:
+    # The cluster is inflated on a worker thread; its error still fails the write.
+    img = build("zlib", raw, tmp_path)
+    corrupt_compressed_cluster(img, 40)
+    url = server.serve("/bad.qcow2", img)
+    with pytest.raises(errors.InvalidImage, match="compressed cluster at byte"):
+        write(url, disk, img)
+    with open(disk, "rb") as f:
+        assert f.read(MIB) == bytes(MIB)
+
+
 @pytest.mark.parametrize("make, message", [
     (["create", "-f", "qcow2", "-o", "data_file={d}/data.raw", "{img}", "16M"],
      "data file"),

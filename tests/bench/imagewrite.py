@@ -408,6 +408,19 @@ def main(argv: list[str]) -> int:
           ">= 90%")
     ratio("lean-ipa compressed qcow2 (streamed, sha256)",
           "qemu-img convert -O host_device (local qcow2 -c)", ">= 90%")
+    for ours_name, ref_name, key in (
+            ("lean-ipa qcow2 (streamed, sha256)",
+             "qemu-img convert -O host_device (local qcow2)", "qcow2"),
+            ("lean-ipa compressed qcow2 (streamed, sha256)",
+             "qemu-img convert -O host_device (local qcow2 -c)", "qcow2c")):
+        if ours_name in by and ref_name in by:
+            # qemu-img neither downloads nor hashes: sha256 of the file on one core
+            # is a floor for any verified write, however the rest overlaps.
+            hashed = hash_ceiling.seconds * images[key].stat().st_size / hash_ceiling.size
+            lower = max(hashed, by[ref_name].seconds)
+            print(f"  {ours_name} / lower of (sha256 of the file on one core {hashed:.2f} s, "
+                  f"qemu-img {by[ref_name].seconds:.2f} s): "
+                  f"{lower / by[ours_name].seconds * 100:.1f}%")
     ours_rss = [f.rss_mib or 0 for f in figures if f.name.startswith("lean-ipa")]
     if ours_rss:
         print(f"  lean-ipa peak RSS: {max(ours_rss):.1f} MiB (target <= 96 MiB)")

@@ -52,9 +52,9 @@ class InflatePool:
         self._slack = slack
         self.workers = workers or default_workers()
         self._per_batch = max(1, BATCH_BYTES // cluster_size)
-        count = 2 * self.workers + 2
-        self._buffers = [aligned_buffer(self._per_batch * cluster_size) for _ in range(count)]
-        self._free = list(self._buffers)
+        self._count = 2 * self.workers + 2  # buffers, made as needed (none for raw clusters)
+        self._buffers: list[mmap.mmap] = []
+        self._free: list[mmap.mmap] = []
         self._pending: collections.deque[tuple[concurrent.futures.Future[Any], int,
                                                mmap.mmap]] = collections.deque()
         self._batch: list[tuple[int, Any]] = []
@@ -77,6 +77,9 @@ class InflatePool:
         if not batch:
             return
         self._reap(block=False)
+        if not self._free and len(self._buffers) < self._count:
+            self._buffers.append(aligned_buffer(self._per_batch * self._cs))
+            self._free.append(self._buffers[-1])
         while not self._free:
             self._reap(block=True, one=True)
         buf = self._free.pop()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from ironic_python_agent import checksum, download, errors, imagewrite
-from ironic_python_agent.imagewrite import qcow2
+from ironic_python_agent.imagewrite import guest, qcow2
 
 from tests.imageserver import Behaviour, ImageServer
 from tests.imagetools import MIB, device_digest, file_digest, loop_device, make_disk_image
@@ -184,6 +184,66 @@ def test_qcow2_streamed_from_server_refusing_range(server: ImageServer, disk: st
     assert result.method == "stream"
 
 
+def hole_bytes(path: Path, start: int, end: int) -> int:
+    """Bytes of [start, end) of *path* that are holes (never written, or punched)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        holes, pos = 0, start
+        while pos < end:
+            try:
+                hole = os.lseek(fd, pos, os.SEEK_HOLE)
+            except OSError:
+                break
+            if hole >= end:
+                break
+            try:
+                data = os.lseek(fd, hole, os.SEEK_DATA)
+            except OSError:  # ENXIO: a hole to the end of the file
+                data = end
+            holes += min(data, end) - hole
+            pos = data
+        return holes
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("zeroing", ["punch", "offload", "discard", "write"])
+def test_zero_ranges_over_old_data(disk: str, tmp_path: Path, zeroing: str) -> None:
+    """Unallocated and zero-flag clusters read back as zeros on a disk full of
+    random bytes, whichever way they are zeroed: fallocate(PUNCH_HOLE) on the
+    device (zeroes guaranteed, nothing written: what a loop device gets),
+    BLKZEROOUT, BLKDISCARD verified by reading back, or written zeros (the
+    fallback)."""
+    img = tmp_path / "sparse.qcow2"
+    qemu_img("create", "-f", "qcow2", str(img), str(IMAGE_SIZE))
+    qemu_io(img, "write -P 0x5a 0 1M", "write -P 0x66 9M 2M", "write -z 10M 512k",
+            "write -P 0x77 20M 4k", "write -P 0x78 22M 3k")
+    head = img.read_bytes()[:MIB]
+    header = qcow2.parse_header(head)
+    assert guest.zero_method(disk) == "punch"  # what write_stream uses on a loop device
+    writer = guest.GuestWriter(disk, header.size, zeroing=zeroing)
+    try:
+        reader = qcow2.Qcow2Reader(header, writer)
+        with open(img, "rb") as f:
+            for chunk in iter(lambda: f.read(2 * MIB), b""):
+                reader.write(chunk)
+        reader.finish()
+        writer.finish()
+    finally:
+        writer.close()
+    assert writer.zero_method == zeroing  # a discard that read back non-zero would switch
+    assert writer.zero_bytes >= IMAGE_SIZE - 4 * MIB
+    assert device_digest(disk, IMAGE_SIZE) == reference(img)
+    # The loop device turns a punch or a discard into a punched hole in its backing
+    # file; written zeros are data there. (BLKZEROOUT's result depends on the file
+    # system: ext4 marks the range unwritten, tmpfs gets written zeros.)
+    holes = hole_bytes(tmp_path / "disk.img", 0, IMAGE_SIZE)
+    if zeroing in ("punch", "discard"):
+        assert holes >= IMAGE_SIZE - 8 * MIB
+    elif zeroing == "write":
+        assert holes == 0
+
+
 @pytest.mark.parametrize("kind", ["l2last", "l2last_zstd"])
 def test_tables_after_data_held_in_memory(server: ImageServer, disk: str, raw: Path,
                                           tmp_path: Path, kind: str) -> None:
@@ -255,6 +315,35 @@ def test_qcow2_checksum_mismatch_after_streaming_wipes(server: ImageServer, disk
                                     name="img-s",
                                     policy=imagewrite.FormatPolicy("qcow2", None, True),
                                     cache_dir=str(tmp_path))
+    with open(disk, "rb") as f:
+        assert f.read(MIB) == bytes(MIB)
+
+
+def corrupt_compressed_cluster(img: Path, nth: int) -> None:
+    """Overwrite the middle of the *nth* compressed cluster of *img* with 0xff bytes."""
+    data = bytearray(img.read_bytes())
+    bits, = struct.unpack_from(">I", data, 20)
+    _, l1_off = struct.unpack_from(">IQ", data, 36)
+    l2_off = struct.unpack_from(">Q", data, l1_off)[0] & 0x00FFFFFFFFFFFE00
+    cbits = 62 - (bits - 8)
+    found = []
+    for i in range((1 << bits) // 8):
+        entry, = struct.unpack_from(">Q", data, l2_off + 8 * i)
+        if entry & (1 << 62):
+            found.append(entry & ((1 << cbits) - 1))
+    off = found[nth]
+    data[off + 8:off + 40] = b"\xff" * 32
+    img.write_bytes(bytes(data))
+
+
+def test_corrupt_compressed_cluster_fails_and_wipes(server: ImageServer, disk: str,
+                                                    raw: Path, tmp_path: Path) -> None:
+    # The cluster is inflated on a worker thread; its error still fails the write.
+    img = build("zlib", raw, tmp_path)
+    corrupt_compressed_cluster(img, 40)
+    url = server.serve("/bad.qcow2", img)
+    with pytest.raises(errors.InvalidImage, match="compressed cluster at byte"):
+        write(url, disk, img)
     with open(disk, "rb") as f:
         assert f.read(MIB) == bytes(MIB)
 

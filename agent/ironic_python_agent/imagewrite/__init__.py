@@ -20,7 +20,8 @@ image never boots.
 
 Modules: :mod:`.pipeline` (the threads, :func:`write_stream`), :mod:`.target`
 (the format decision), :mod:`.writers` (device, cache, wipe), :mod:`.decoders`
-(decompression), :mod:`.convert` (qemu-img), :mod:`.buffers`.
+(decompression), :mod:`.inflate` (the thread pool for compressed qcow2
+clusters), :mod:`.convert` (qemu-img), :mod:`.buffers`.
 """
 
 from ironic_python_agent.imagewrite.pipeline import Source, WriteResult, write_stream

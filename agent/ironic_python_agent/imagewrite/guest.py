@@ -8,17 +8,21 @@ Data that is page-aligned in memory, offset and length goes to the device with
 staging buffer while they are contiguous. Pages written through the page
 cache are never also written with ``O_DIRECT``: only whole pages go direct.
 
-Zero ranges must read as zeros whatever the disk held before. The whole pages
-of a range are zeroed by the kernel (``BLKZEROOUT``): where the device offloads
-it (``write_zeroes_max_bytes`` > 0: NVMe Write Zeroes / deallocate, SCSI WRITE
-SAME, loop devices) nothing is written over the wire. A device that only
-discards gets ``BLKDISCARD`` and then a read-back of samples of the range; any
-sample that is not zero turns it into ``BLKZEROOUT`` (written zeros) for that
-range. Regular files get written zeros.
+Zero ranges must read as zeros whatever the disk held before. Where the device
+offloads zeroing (``write_zeroes_max_bytes`` > 0: NVMe Write Zeroes, SCSI WRITE
+SAME, loop devices) the whole pages of a range get
+``fallocate(PUNCH_HOLE | KEEP_SIZE)``: the kernel's "zero this range, the
+device may deallocate it, never by writing zeros" (it fails rather than
+falling back), after which the range is guaranteed to read as zeros. If the
+device refuses it, ``BLKZEROOUT`` (offloaded where it can be, written zeros
+otherwise). A device that only discards gets ``BLKDISCARD`` and then a
+read-back of samples of the range; any sample that is not zero turns it into
+``BLKZEROOUT`` (written zeros). Regular files get written zeros.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
@@ -43,6 +47,27 @@ BLKZEROOUT = 0x127F
 # Discarded ranges are checked at their ends and every this many bytes.
 DISCARD_SAMPLE_EVERY = 64 * MIB
 ZERO_CHUNK = 1 << 30  # one ioctl at a time, so a failure names a nearby offset
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+_fallocate: object = None  # libc's fallocate(2), loaded on first use (False: none)
+
+
+def punch_hole(fd: int, start: int, length: int) -> int:
+    """``fallocate(fd, PUNCH_HOLE | KEEP_SIZE, start, length)``: 0, or the errno."""
+    global _fallocate
+    if _fallocate is None:
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).fallocate  # the loaded C library
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            fn.restype = ctypes.c_int
+            _fallocate = fn
+        except (OSError, AttributeError):
+            _fallocate = False
+    if not _fallocate:
+        return errno.ENOSYS
+    mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    ret = _fallocate(fd, mode, start, length)  # type: ignore[operator]
+    return ctypes.get_errno() if ret != 0 else 0
 
 
 def _queue_value(path: str, name: str) -> int:
@@ -62,23 +87,28 @@ def _queue_value(path: str, name: str) -> int:
 
 
 def zero_method(path: str) -> str:
-    """How :class:`GuestWriter` zeroes *path*: offload, discard, zeroout or write."""
+    """How :class:`GuestWriter` zeroes *path*: punch, discard, zeroout or write
+    (offload: ``BLKZEROOUT`` alone, what a refused punch turns into)."""
     try:
         if not stat.S_ISBLK(os.stat(path).st_mode):
             return "write"
     except OSError:
         return "write"
     if _queue_value(path, "write_zeroes_max_bytes") > 0:
-        return "offload"
+        return "punch"
     if _queue_value(path, "discard_max_bytes") > 0:
         return "discard"
     return "zeroout"
 
 
 class GuestWriter:
-    """Random-offset writes of guest data onto *path*, clipped to *limit* bytes."""
+    """Random-offset writes of guest data onto *path*, clipped to *limit* bytes.
 
-    def __init__(self, path: str, limit: int) -> None:
+    *zeroing* (punch, offload, discard, zeroout or write: :func:`zero_method`) is
+    found from the device unless given.
+    """
+
+    def __init__(self, path: str, limit: int, zeroing: str | None = None) -> None:
         self.path = path
         self.limit = limit
         self.touched = False
@@ -94,7 +124,7 @@ class GuestWriter:
             self.direct = False
         self.bfd = os.open(path, os.O_WRONLY)  # the page-cache path for partial pages
         self.size = os.lseek(self.bfd, 0, os.SEEK_END)
-        self.zero_method = zero_method(path)
+        self.zero_method = zeroing or zero_method(path)
         LOG.info("Zero ranges on %s: %s", path, self.zero_method)
         self._stage = aligned_buffer(BUFFER_SIZE)
         self._stage_at = 0
@@ -207,6 +237,13 @@ class GuestWriter:
 
     def _zero_pages(self, start: int, length: int) -> None:
         self.touched = True
+        if self.zero_method == "punch":
+            err = punch_hole(self.bfd, start, length)
+            if not err:
+                return
+            LOG.info("fallocate(PUNCH_HOLE) on %s at %d+%d: %s; using BLKZEROOUT", self.path,
+                     start, length, os.strerror(err))
+            self.zero_method = "offload"
         if self.zero_method == "discard":
             if self._ioctl(BLKDISCARD, start, length) and self._reads_zero(start, length):
                 return

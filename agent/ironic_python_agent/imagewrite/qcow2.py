@@ -32,6 +32,7 @@ import heapq
 import itertools
 import logging
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 from ironic_python_agent import errors, zstd
 from ironic_python_agent.imagewrite.buffers import MIB
+from ironic_python_agent.imagewrite.inflate import InflatePool
 
 LOG = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ class Qcow2Reader:
     """
 
     def __init__(self, header: Qcow2Header, sink: Sink, fetch: Fetch | None = None,
-                 hold_limit: int | None = None) -> None:
+                 hold_limit: int | None = None, inflate_workers: int | None = None) -> None:
         if header.l1_size * 8 > MAX_L1_BYTES:
             raise StreamFallback(f"its L1 table is {header.l1_size * 8 // MIB} MiB")
         self.h = header
@@ -181,7 +183,14 @@ class Qcow2Reader:
         self._fetched: dict[int, bytes] = {}  # host offset -> sha256 of a Range answer
         self._parsed: set[int] = set()  # L1/L2 tables already parsed
         self._zero_run: list[int] | None = None
-        self._zstd: zstd.Decompressor | None = None
+        self._local = threading.local()  # each inflate worker's zstd decompressor
+        self._decompressors: list[zstd.Decompressor] = []
+        self._lock = threading.Lock()
+        # Once every table is parsed, compressed clusters inflate on worker threads
+        # (inflate_workers=0: on this thread, as before the tables are all known).
+        self._pool = (InflatePool(self._inflate, header.cluster_size, sink.write,
+                                  self._slack, inflate_workers)
+                      if inflate_workers != 0 else None)
         self.range_requests = 0
         cs = header.cluster_size
         self._push(0, cs, _SKIP, 0)  # the header cluster
@@ -378,6 +387,8 @@ class Qcow2Reader:
                   buf: bytearray) -> int | None:
         """Parse or write a whole item; for a compressed cluster, the bytes it used."""
         if kind in (_L1, _L2):
+            if self._pool is not None:
+                self._pool.drain()  # the tables may name bytes in clusters' slack
             if start in self._parsed:  # fetched by Range before the stream got here
                 digest = self._fetched.pop(start, None)
                 if digest is not None and hashlib.sha256(buf).digest() != digest:
@@ -397,6 +408,11 @@ class Qcow2Reader:
                 if off:
                     self._push(off, self.h.cluster_size, _SKIP, 0)
         elif kind == _ZCLUSTER:
+            if self._pool is not None:
+                # The bytes after its real end (which the sync path reads again as
+                # stream bytes) are held by _slack once the worker knows where it is.
+                self._pool.add(start, buf, info)  # a new bytearray per item: no copy
+                return None
             out, used = self._inflate(start, buf)
             self.sink.write(info, out)
             return used
@@ -470,8 +486,11 @@ class Qcow2Reader:
             self.sink.zero(run[0], run[1])
         self._zero_run = [at, n]
 
-    def _inflate(self, start: int, buf: bytearray) -> tuple[bytes, int]:
-        """The cluster, and how many bytes of *buf* its compressed data used."""
+    def _inflate(self, start: int, buf: Any) -> tuple[bytes, int]:
+        """The cluster, and how many bytes of *buf* its compressed data used.
+
+        Called on the :class:`InflatePool` workers too: zstd decompressors are per thread.
+        """
         cs = self.h.cluster_size
         used = len(buf)
         if self.h.compression == "zlib":
@@ -486,23 +505,35 @@ class Qcow2Reader:
                 raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} is "
                                           f"corrupt: {exc}") from None
         else:
+            dec = getattr(self._local, "zstd", None)
+            if dec is None:
+                dec = self._local.zstd = zstd.Decompressor(cs)
+                with self._lock:
+                    self._decompressors.append(dec)
             pieces: list[bytes] = []
-            if self._zstd is None:
-                self._zstd = zstd.Decompressor(cs)
             try:
-                self._zstd.feed(buf, pieces.append)
+                dec.feed(buf, pieces.append)
             except zstd.ZstdError as exc:
                 # Sector padding after the frame is not a frame: fine once the cluster is out.
                 if sum(map(len, pieces)) < cs:
                     raise errors.InvalidImage(f"qcow2 zstd cluster at byte {start} is "
                                               f"corrupt: {exc}") from None
-            self._zstd.reset()
+            dec.reset()
             out = b"".join(pieces)[:cs]
             used = min(used, zstd.frame_size(buf) or used)
         if len(out) != cs:
             raise errors.InvalidImage(f"qcow2 compressed cluster at byte {start} decodes "
                                       f"to {len(out)} bytes, not {cs}")
         return out, used
+
+    def _slack(self, at: int, data: bytes) -> None:
+        """Bytes after a pooled compressed cluster's end: held like the sync path's re-read."""
+        if self.metadata_complete or not data:
+            return
+        i = bisect.bisect_right(self._held_starts, at)
+        self._held_starts.insert(i, at)
+        self._held.insert(i, data)
+        self._held_bytes += len(data)
 
     # -- the end ---------------------------------------------------------------
 
@@ -513,6 +544,8 @@ class Qcow2Reader:
                 self._missed(heapq.heappop(self._items), self.pos)
                 continue
             self._end_open()
+        if self._pool is not None:  # the clusters completed above are queued too
+            self._pool.drain()
         self._end_rest()
 
     def _end_open(self) -> None:
@@ -538,5 +571,14 @@ class Qcow2Reader:
         if self._zero_run is not None:
             self.sink.zero(*self._zero_run)
             self._zero_run = None
-        if self._zstd is not None:
-            self._zstd.close()
+        self.close()
+
+    def close(self) -> None:
+        """Stop the inflate workers and free the decompressors (also after a failure)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        with self._lock:
+            for dec in self._decompressors:
+                dec.close()
+            self._decompressors = []

@@ -65,6 +65,9 @@ class StreamWriter:
                  g.data_bytes, g.zero_bytes, g.path)
 
     def close(self) -> None:
+        close = getattr(self.reader, "close", None)
+        if close is not None:
+            close()  # the qcow2 reader's inflate workers
         self.guest.close()
 
 

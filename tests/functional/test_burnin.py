@@ -174,9 +174,10 @@ def test_network_pairing_errors_are_clear(info, message) -> None:
 
 def test_burnin_steps_are_listed_as_upstream() -> None:
     hardware_conf(allow=[])
-    for kind, names in (("clean", {"burnin_cpu", "burnin_disk", "burnin_memory",
+    for kind, names in (("clean", {"burnin_cpu", "burnin_gpu", "burnin_disk", "burnin_memory",
                                    "burnin_network"}),
-                        ("service", {"burnin_cpu", "burnin_memory", "burnin_network"})):
+                        ("service", {"burnin_cpu", "burnin_gpu", "burnin_memory",
+                                     "burnin_network"})):
         listed = {s["step"]: s for m in steps.get_steps(kind, {}, [])[f"{kind}_steps"].values()
                   for s in m}
         assert {n for n in listed if n.startswith("burnin_")} == names

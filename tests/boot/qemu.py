@@ -37,6 +37,11 @@ TOP = Path(__file__).resolve().parents[2]
 ARTEFACTS = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out")) / "test-artifacts"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot enforced: the SMM build (its variable store writable only from SMM)
+# and a variable store with Microsoft's KEK and db enrolled, Secure Boot on.
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+FIRMWARES = ("bios", "uefi", "uefi-secure")
 
 
 def free_port() -> int:
@@ -60,7 +65,7 @@ class GuestSpec:
     initrd: Path | None = None
     append: str = "console=ttyS0"
     iso: Path | None = None
-    firmware: str = "bios"                  # "bios" or "uefi"
+    firmware: str = "bios"                  # "bios", "uefi" or "uefi-secure"
     memory_mib: int = 1024
     # bytes; sparse, never written by the host. Over 4 GiB: the agent skips
     # smaller disks when it picks a root device (and retries for a while).
@@ -80,8 +85,8 @@ class Guest:
     def __init__(self, spec: GuestSpec) -> None:
         if spec.iso is None and (spec.kernel is None or spec.initrd is None):
             raise ValueError("GuestSpec needs kernel and initrd, or iso")
-        if spec.firmware not in ("bios", "uefi"):
-            raise ValueError(f"firmware must be 'bios' or 'uefi', not {spec.firmware!r}")
+        if spec.firmware not in FIRMWARES:
+            raise ValueError(f"firmware must be one of {FIRMWARES}, not {spec.firmware!r}")
         self.spec = spec
         self.forwards: dict[int, int] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix=f"lean-ipa-{spec.name}-"))
@@ -101,7 +106,7 @@ class Guest:
         argv = [
             "qemu-system-x86_64",
             "-accel", "tcg",
-            "-machine", spec.machine,
+            "-machine", spec.machine + (",smm=on" if spec.firmware == "uefi-secure" else ""),
             "-smp", "1",
             "-m", str(spec.memory_mib),
             "-display", "none", "-vga", "none",
@@ -114,11 +119,15 @@ class Guest:
             "-device", f"virtio-blk-pci,drive=disk0,serial={spec.disk_serial}",
             "-device", "virtio-rng-pci",
         ]  # fmt: skip
-        if spec.firmware == "uefi":
+        if spec.firmware in ("uefi", "uefi-secure"):
+            secure = spec.firmware == "uefi-secure"
             vars_copy = self._tmp / "OVMF_VARS.fd"
             if not vars_copy.exists():
-                shutil.copyfile(OVMF_VARS, vars_copy)
-            argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                shutil.copyfile(OVMF_MS_VARS if secure else OVMF_VARS, vars_copy)
+            code = OVMF_SECBOOT_CODE if secure else OVMF_CODE
+            if secure:
+                argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+            argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}"]
         if spec.iso is not None:
             argv += ["-cdrom", str(spec.iso), "-boot", "d"]

@@ -95,7 +95,7 @@ cmd_iso() {
         -i "$src/$name.initramfs" --esp "$dest/$name-esp.img" \
         --secure-boot --efi-root "$efi/root" --manifest "$dest/$name.manifest" \
         ${pack[@]+"${pack[@]}"}
-    grep '^secure_boot ' "$dest/$name.manifest" >&2
+    [ ! -f "$dest/$name.manifest" ] || grep '^secure_boot ' "$dest/$name.manifest" >&2 || true
     ls -l "$dest/$name.iso" "$dest/$name-esp.img"
 }
 

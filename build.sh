@@ -99,10 +99,34 @@ cmd_iso() {
         "$TOP/build.sh" tinyipa --name "$name" ${image[@]+"${image[@]}"}
     fi
     mkdir -p "$dest"
+    local efi="$CACHE/secure-boot" signed=()
+    if [ "$arch" = x86_64 ]; then  # Debian's signed chain; arm64 has none here yet
+        fetch_signed_chain "$efi"
+        signed=(--secure-boot --efi-root "$efi/root")
+    fi
     say "iso: packing $src/$name.{kernel,initramfs}"
     "$TOP/iso/iso-image-create" -o "$dest/$name.iso" -k "$src/$name.kernel" \
-        -i "$src/$name.initramfs" --esp "$dest/$name-esp.img" ${pack[@]+"${pack[@]}"}
+        -i "$src/$name.initramfs" --esp "$dest/$name-esp.img" \
+        ${signed[@]+"${signed[@]}"} --manifest "$dest/$name.manifest" \
+        ${pack[@]+"${pack[@]}"}
+    [ ! -f "$dest/$name.manifest" ] || grep '^secure_boot ' "$dest/$name.manifest" >&2 || true
     ls -l "$dest/$name.iso" "$dest/$name-esp.img"
+}
+
+# Debian's signed shim, MokManager and GRUB, and Debian's CA (iso/isoimage/signed.py),
+# unpacked under DIR/root from the host's apt sources; never installed on the host
+# (shim-signed's maintainer scripts run grub-install on EFI machines).
+fetch_signed_chain() {
+    local dir=$1 want
+    want=$(apt-cache policy shim-signed shim-helpers-amd64-signed shim-unsigned \
+        grub-efi-amd64-signed | grep -E '^[a-z]|Candidate' | sha256sum | cut -c1-16)
+    [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$want" ] && return 0
+    rm -rf "$dir" && mkdir -p "$dir/debs" "$dir/root"
+    (cd "$dir/debs" && apt-get download -q shim-signed shim-helpers-amd64-signed \
+        shim-unsigned grub-efi-amd64-signed 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) \
+        || die "iso: cannot download Debian's signed boot packages (apt-get update?)"
+    for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+    echo "$want" > "$dir/.stamp"
 }
 
 # diskimage-builder ramdisk from elements/: dib/build-dib (dib/build.py).

@@ -136,6 +136,12 @@ class Agent(base.ExecuteCommandMixin):
                 init()
         except Exception:  # noqa: BLE001 - commands will report what is missing
             LOG.exception("Hardware manager start-up failed")
+        try:
+            from ironic_python_agent.hardware import inventory
+            LOG.info("Boot state: %s",
+                     inventory.describe_boot(hardware.dispatch_to_managers("get_boot_info")))
+        except Exception as exc:  # noqa: BLE001 - only a log line
+            LOG.warning("Cannot tell the boot state: %s", exc)
         finally:
             self._hardware_ready.set()
 

@@ -12,12 +12,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from buildlib import outputs
 from isoimage import arm64
 from isoimage import bootconfig
 from isoimage import esp
 from isoimage import hosttools
 from isoimage import image
 from isoimage import magic
+from isoimage import signed
 from isoimage.errors import IsoError
 
 PROG = "iso-image-create"
@@ -53,6 +55,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "else grub-efi-arm64-bin fetched from the Debian mirror)")
     parser.add_argument("--release", default="bookworm",
                         help="arm64: the Debian release grub-efi-arm64-bin is fetched from")
+    parser.add_argument("--secure-boot", action="store_true",
+                        help="UEFI through Debian's signed chain (shim-signed, "
+                             "grub-efi-amd64-signed) instead of a GRUB image built here; the "
+                             "kernel's signature is checked against Debian's CA")
+    parser.add_argument("--efi-root", type=Path, default=Path("/"), metavar="DIR",
+                        help="with --secure-boot: where those packages are installed or "
+                             "unpacked (default /)")
+    parser.add_argument("--manifest", type=Path, metavar="OUT.manifest",
+                        help="write what went in, and whether the ISO can boot with Secure "
+                             "Boot (a 'secure_boot true|false' line)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
     args = parser.parse_args(argv)
     if args.output is None and args.esp is None:
@@ -124,11 +136,22 @@ def create(args: argparse.Namespace) -> None:
         check_output(args.esp, "--esp")
     kernel_args = tuple(bootconfig.kernel_args(args.append))
     bootconfig.grub_early_cfg()  # a missing jinja2 shows here, before any work
-    tools = hosttools.find_host_tools(
-        hosttools.ISO_NEEDS if args.output is not None else hosttools.ESP_NEEDS)
+    if args.manifest is not None:
+        check_output(args.manifest, "--manifest")
+    needs = hosttools.ISO_NEEDS if args.output is not None else hosttools.ESP_NEEDS
+    tools = hosttools.find_host_tools(needs + (("sbverify",) if args.secure_boot else ()))
+    chain = signed.find(args.efi_root) if args.secure_boot else None
     with tempfile.TemporaryDirectory(prefix="iso-image-create.") as tmp:
         work = Path(tmp)
-        esp_image = esp.make_esp(work / "efiboot.img", work, tools)
+        verdict = None
+        if chain is not None and args.output is not None:
+            verdict = signed.verify_kernel(args.kernel, chain["debian-ca"], tools["sbverify"],
+                                           work)
+            if not verdict.verified:
+                logging.warning("the kernel %s is not signed by Debian's CA (%s): this ISO "
+                                "will not boot with Secure Boot enforced", args.kernel,
+                                verdict.detail)
+        esp_image = esp.make_esp(work / "efiboot.img", work, tools, chain)
         if args.esp is not None:
             partial = args.esp.with_name(f".{args.esp.name}.partial")
             partial.write_bytes(esp_image.read_bytes())
@@ -136,6 +159,8 @@ def create(args: argparse.Namespace) -> None:
             logging.info("wrote %s (GRUB reads %s from the boot ISO)", args.esp,
                          bootconfig.GRUB_CONFIG_PATH)
         if args.output is None:
+            if args.manifest is not None:
+                write_manifest(args, chain, verdict)
             return
         spec = image.IsoSpec(kernel=args.kernel, initrd=args.initrd, kernel_args=kernel_args,
                              label=args.label)
@@ -147,6 +172,8 @@ def create(args: argparse.Namespace) -> None:
             _replace_from(partial, args.output)
         finally:
             partial.unlink(missing_ok=True)
+        if args.manifest is not None:
+            write_manifest(args, chain, verdict)
         logging.info("wrote %s (%d MiB, label %s): %s", args.output,
                      args.output.stat().st_size // 2**20, args.label,
                      " ".join(bootconfig.quote_for_kernel(a) for a in kernel_args))
@@ -162,6 +189,11 @@ def create_arm64(args: argparse.Namespace) -> None:
         check_output(args.esp, "--esp")
     kernel_args = tuple(bootconfig.kernel_args(args.append))
     bootconfig.grub_early_cfg()
+    if args.manifest is not None:
+        check_output(args.manifest, "--manifest")
+    if args.secure_boot:
+        logging.warning("arm64: no signed shim/GRUB chain is used yet; this ISO cannot boot "
+                        "with Secure Boot enforced (manifest: secure_boot false)")
     tools = hosttools.find_host_tools(("grub-mkimage", "mkfs.fat", "mmd", "mcopy")
                                       + (("xorriso",) if args.output is not None else ()))
     cache = Path(os.environ.get("CACHE") or Path(__file__).resolve().parents[2] / ".cache")
@@ -175,6 +207,8 @@ def create_arm64(args: argparse.Namespace) -> None:
             _replace_from(partial, args.esp)
             logging.info("wrote %s (arm64; GRUB reads %s from the boot ISO)", args.esp,
                          bootconfig.GRUB_CONFIG_PATH)
+        if args.manifest is not None:
+            write_manifest(args, None, None)
         if args.output is None:
             return
         spec = image.IsoSpec(kernel=args.kernel, initrd=args.initrd, kernel_args=kernel_args,
@@ -190,6 +224,33 @@ def create_arm64(args: argparse.Namespace) -> None:
         logging.info("wrote %s (arm64, UEFI only, %d MiB, label %s): %s", args.output,
                      args.output.stat().st_size // 2**20, args.label,
                      " ".join(bootconfig.quote_for_kernel(a) for a in kernel_args))
+
+
+def manifest_lines(args: argparse.Namespace, chain: dict[str, Path] | None,
+                   verdict: signed.KernelSignature | None) -> list[str]:
+    """Sorted ``<kind> <what> <details>`` lines, as the image builders write them."""
+    lines = ["input builder iso", f"input secure-boot {str(args.secure_boot).lower()}"]
+    for flag, path in (("kernel", args.kernel), ("initrd", args.initrd)):
+        if path is not None and args.output is not None:
+            lines.append(f"input {flag} sha256:{outputs.sha256(path)}")
+    if chain is None:
+        lines.append("uefi-loader grub-mkimage unsigned")
+        lines.append("secure_boot false unsigned GRUB built here ("
+                     + ("arm64: no signed chain yet)" if args.arch == "arm64"
+                        else "no --secure-boot)"))
+    else:
+        lines += [f"uefi-loader {name} sha256:{outputs.sha256(path)}"
+                  for name, path in sorted(chain.items())]
+        lines += (verdict.manifest_lines() if verdict is not None
+                  else ["secure_boot true signed shim and GRUB (no kernel in this build)"])
+    return sorted(lines)
+
+
+def write_manifest(args: argparse.Namespace, chain: dict[str, Path] | None,
+                   verdict: signed.KernelSignature | None) -> None:
+    partial = args.manifest.with_name(f".{args.manifest.name}.partial")
+    partial.write_text("\n".join(manifest_lines(args, chain, verdict)) + "\n")
+    _replace_from(partial, args.manifest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

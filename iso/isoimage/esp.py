@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The UEFI side: a GRUB EFI image (from grub-efi-amd64-bin, no network) in a small FAT ESP."""
+"""The UEFI side, a small FAT ESP holding either a GRUB EFI image built here (from
+grub-efi-amd64-bin, no network; unsigned) or Debian's signed shim + GRUB (Secure Boot)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from isoimage import bootconfig
+from isoimage import signed as signed_chain
 from isoimage.command import run
 
 # Built into the EFI image, so no module has to be found on disk at boot.
@@ -43,12 +45,30 @@ def esp_size_kib(loader_bytes: int) -> int:
     return max(_MIN_ESP_KIB, -(-need // 1024) * 1024)
 
 
-def make_esp(output: Path, work: Path, tools: dict[str, Path]) -> Path:
-    """Write the FAT ESP image *output* holding EFI/BOOT/BOOTX64.EFI; return its path."""
-    efi = make_grub_efi(work, tools)
+def _esp_files(work: Path, tools: dict[str, Path],
+               signed: dict[str, Path] | None) -> dict[str, Path]:
+    """ESP path -> file: the unsigned GRUB image, or shim, GRUB, MokManager and the
+    config Debian's GRUB reads (the same early config: it finds the menu on the ISO)."""
+    if signed is None:
+        return {bootconfig.EFI_BOOT_LOADER: make_grub_efi(work, tools)}
+    files = {dest: signed[name] for dest, name in signed_chain.ESP_LAYOUT.items()}
+    config = work / "debian-grub.cfg"
+    config.write_text(bootconfig.grub_early_cfg())
+    files[signed_chain.GRUB_CONFIG] = config
+    return files
+
+
+def make_esp(output: Path, work: Path, tools: dict[str, Path],
+             signed: dict[str, Path] | None = None) -> Path:
+    """Write the FAT ESP image *output* holding EFI/BOOT/BOOTX64.EFI (and, with
+    *signed*, the rest of Debian's signed chain); return its path."""
+    files = _esp_files(work, tools, signed)
     output.unlink(missing_ok=True)
-    run([tools["mkfs.fat"], "-C", "-n", "EFIBOOT", output,
-         str(esp_size_kib(efi.stat().st_size))])  # fmt: skip
-    run([tools["mmd"], "-i", output, "::/EFI", "::/EFI/BOOT"])
-    run([tools["mcopy"], "-i", output, efi, "::" + bootconfig.EFI_BOOT_LOADER])
+    total = sum(path.stat().st_size for path in files.values())
+    run([tools["mkfs.fat"], "-C", "-n", "EFIBOOT", output, str(esp_size_kib(total))])
+    dirs = sorted({str(Path(dest).parent) for dest in files})
+    tops = sorted({str(Path(d).parent) for d in dirs} - {"/"})
+    run([tools["mmd"], "-i", output, *(f"::{d}" for d in tops + dirs)])
+    for dest, src in files.items():
+        run([tools["mcopy"], "-i", output, src, "::" + dest])
     return output

@@ -39,6 +39,7 @@ PROGRAMS = {
     "mkfs.fat": Need("mkfs.fat", "dosfstools"),
     "mmd": Need("mmd", "mtools"),
     "mcopy": Need("mcopy", "mtools"),
+    "sbverify": Need("sbverify", "sbsigntool"),
 }
 FILES = {
     "isolinux.bin": Need("isolinux.bin", "isolinux", ISOLINUX_BIN),

@@ -45,6 +45,11 @@ SYSTEMS = {
     "x86_64": ("qemu-system-x86_64", "q35", None, OVMF_CODE, OVMF_VARS),
     "arm64": ("qemu-system-aarch64", "virt", "cortex-a57", AAVMF_CODE, AAVMF_VARS),
 }
+# Secure Boot enforced: the SMM build (its variable store writable only from SMM)
+# and a variable store with Microsoft's KEK and db enrolled, Secure Boot on.
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+FIRMWARES = ("bios", "uefi", "uefi-secure")
 
 
 def free_port() -> int:
@@ -68,7 +73,7 @@ class GuestSpec:
     initrd: Path | None = None
     append: str = "console=ttyS0"
     iso: Path | None = None
-    firmware: str = "bios"                  # "bios" or "uefi"
+    firmware: str = "bios"                  # "bios", "uefi" or "uefi-secure"
     memory_mib: int = 1024
     # bytes; sparse, never written by the host. Over 4 GiB: the agent skips
     # smaller disks when it picks a root device (and retries for a while).
@@ -89,8 +94,10 @@ class Guest:
     def __init__(self, spec: GuestSpec) -> None:
         if spec.iso is None and (spec.kernel is None or spec.initrd is None):
             raise ValueError("GuestSpec needs kernel and initrd, or iso")
-        if spec.firmware not in ("bios", "uefi"):
-            raise ValueError(f"firmware must be 'bios' or 'uefi', not {spec.firmware!r}")
+        if spec.firmware not in FIRMWARES:
+            raise ValueError(f"firmware must be one of {FIRMWARES}, not {spec.firmware!r}")
+        if spec.firmware == "uefi-secure" and spec.arch != "x86_64":
+            raise ValueError("uefi-secure is x86_64 only (OVMF's Secure Boot build)")
         if spec.arch not in SYSTEMS:
             raise ValueError(f"arch must be one of {', '.join(SYSTEMS)}, not {spec.arch!r}")
         self.spec = spec
@@ -113,7 +120,8 @@ class Guest:
         argv = [
             qemu,
             "-accel", "tcg",
-            "-machine", spec.machine or machine,
+            "-machine", (spec.machine or machine)
+            + (",smm=on" if spec.firmware == "uefi-secure" else ""),
             *(["-cpu", cpu] if cpu else []),
             "-smp", "1",
             "-m", str(spec.memory_mib),
@@ -127,10 +135,14 @@ class Guest:
             "-device", f"virtio-blk-pci,drive=disk0,serial={spec.disk_serial}",
             "-device", "virtio-rng-pci",
         ]  # fmt: skip
-        if spec.firmware == "uefi":
+        if spec.firmware in ("uefi", "uefi-secure"):
+            secure = spec.firmware == "uefi-secure"
             vars_copy = self._tmp / "OVMF_VARS.fd"  # the guest's NVRAM (tests read it)
             if not vars_copy.exists():
-                shutil.copyfile(variables, vars_copy)
+                shutil.copyfile(OVMF_MS_VARS if secure else variables, vars_copy)
+            if secure:
+                code = OVMF_SECBOOT_CODE
+                argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
             argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}"]
         if spec.iso is not None and spec.arch != "x86_64":

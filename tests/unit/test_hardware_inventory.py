@@ -290,8 +290,10 @@ def test_list_hardware_info_shape_with_fake_dmidecode(tmp_path, monkeypatch):
     assert info["memory"]["total"] > 0
     assert info["system_vendor"]["product_name"] == "PowerEdge R640"
     assert info["cpu"]["count"] >= 1 and info["cpu"]["architecture"]
-    assert info["boot"] == {"current_boot_mode": "uefi" if os.path.isdir("/sys/firmware/efi")
-                            else "bios", "pxe_interface": "01-52-54-00-12-34-56"}
+    uefi = os.path.isdir("/sys/firmware/efi")
+    assert info["boot"] == {"current_boot_mode": "uefi" if uefi else "bios",
+                            "pxe_interface": "01-52-54-00-12-34-56",
+                            "secure_boot": inventory.read_secure_boot() if uefi else None}
     assert info["disks"] == []  # the allowlist names no existing device
     for iface in info["interfaces"]:
         assert set(iface) == {"name", "mac_address", "ipv4_address", "ipv6_address",
@@ -336,3 +338,39 @@ def test_a_failing_piece_is_null_not_a_failed_inventory(caplog):
         info = BrokenDisks().list_hardware_info()
     assert info["disks"] == [] and info["cpu"]["count"] >= 1
     assert any("sysfs vanished" in r.getMessage() for r in caplog.records)
+
+
+# --- boot state --------------------------------------------------------------------------------
+
+SB_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def efi_sys(tmp_path, variables: dict[str, bytes] | None) -> str:
+    """A /sys with firmware/efi; efivarfs mounted (holding *variables*) unless None."""
+    efivars = tmp_path / "sys/firmware/efi/efivars"
+    efivars.mkdir(parents=True)
+    for name, data in (variables or {}).items():
+        (efivars / name).write_bytes(data)
+    return str(tmp_path / "sys")
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({SB_VAR: b"\x06\x00\x00\x00\x01"}, True),
+    ({SB_VAR: b"\x06\x00\x00\x00\x00"}, False),
+    ({"BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c": b"\x07\0\0\0\0\0"}, False),
+    ({SB_VAR: b"\x06\x00\x00\x00"}, None),   # truncated: not a guess
+    (None, None),                               # efivarfs not mounted
+])
+def test_secure_boot_from_the_efi_variable(tmp_path, variables, expected):
+    sys_dir = efi_sys(tmp_path, variables)
+    info = inventory.collect_boot_info(sys_dir)
+    assert (info.current_boot_mode, info.secure_boot) == ("uefi", expected)
+    state = {True: "on", False: "off", None: "unknown"}[expected]
+    assert inventory.describe_boot(info) == f"UEFI, Secure Boot {state}"
+
+
+def test_bios_boot_has_no_secure_boot_state(tmp_path):
+    (tmp_path / "sys/firmware").mkdir(parents=True)
+    info = inventory.collect_boot_info(str(tmp_path / "sys"))
+    assert (info.current_boot_mode, info.secure_boot) == ("bios", None)
+    assert inventory.describe_boot(info) == "BIOS (legacy) boot"

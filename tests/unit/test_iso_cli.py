@@ -194,3 +194,72 @@ def test_conflicting_boot_method(tmp_path: Path, inputs: tuple[Path, Path]) -> N
     assert "conflicts with boot_method=vmedia" in error_of(
         run_tool("-o", tmp_path / "x.iso", "-k", kernel, "-i", initrd,
                  "--append", "boot_method=pxe"))
+
+
+# --- --secure-boot: Debian's signed chain (booted in tests/boot/test_secure_boot.py) ---------
+
+SIGNED_FILES = {
+    "usr/lib/shim/shimx64.efi.signed": b"MZ shim",
+    "usr/lib/shim/mmx64.efi.signed": b"MZ mokmanager",
+    "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed": b"MZ grub",
+    "usr/share/shim/debian-uefi-ca.der": b"0\x82 not a certificate",
+}
+
+
+def fake_efi_root(root: Path, skip: str = "") -> Path:
+    for path, data in SIGNED_FILES.items():
+        if path != skip:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes(data)
+    return root
+
+
+def test_secure_boot_names_the_missing_packages(tmp_path: Path,
+                                                inputs: tuple[Path, Path]) -> None:
+    kernel, initrd = inputs
+    root = fake_efi_root(tmp_path / "root", skip="usr/lib/shim/shimx64.efi.signed")
+    done = run_tool("-o", tmp_path / "out.iso", "-k", kernel, "-i", initrd, "--secure-boot",
+                    "--efi-root", root)
+    assert done.returncode == 1
+    assert "shimx64.efi.signed (package shim-signed)" in done.stderr
+    assert "grub-efi-amd64-signed" not in done.stderr.split("error:")[1].split("hint")[0]
+    assert "hint: apt-get install shim-signed" in done.stderr
+    assert not (tmp_path / "out.iso").exists()
+
+
+def test_secure_boot_esp_layout_and_an_unsigned_kernel(tmp_path: Path,
+                                                       inputs: tuple[Path, Path]) -> None:
+    """shim as BOOTX64.EFI beside grubx64.efi and mmx64.efi, Debian GRUB's config in
+    /EFI/debian; a kernel without Debian's signature is built but marked in the manifest."""
+    kernel, initrd = inputs
+    root = fake_efi_root(tmp_path / "root")
+    iso, esp, manifest = tmp_path / "out.iso", tmp_path / "esp.img", tmp_path / "out.manifest"
+    done = run_tool("-o", iso, "-k", kernel, "-i", initrd, "--esp", esp, "--secure-boot",
+                    "--efi-root", root, "--manifest", manifest)
+    assert done.returncode == 0, done.stderr
+    assert "will not boot with Secure Boot enforced" in done.stderr
+
+    def esp_file(path: str) -> bytes:
+        return subprocess.run(["mtype", "-i", str(esp), "::" + path], capture_output=True,
+                              check=True).stdout
+    assert esp_file("/EFI/BOOT/BOOTX64.EFI") == b"MZ shim"
+    assert esp_file("/EFI/BOOT/grubx64.efi") == b"MZ grub"
+    assert esp_file("/EFI/BOOT/mmx64.efi") == b"MZ mokmanager"
+    assert b"/EFI/BOOT/grub.cfg" in esp_file("/EFI/debian/grub.cfg")
+    lines = manifest.read_text().splitlines()
+    assert lines == sorted(lines) and "input secure-boot true" in lines
+    assert [line for line in lines if line.startswith("secure_boot ")] == [
+        next(line for line in lines if line.startswith("secure_boot false kernel not signed "
+                                                       "by Debian's CA: "))]
+
+
+def test_without_secure_boot_the_manifest_says_so(tmp_path: Path,
+                                                  inputs: tuple[Path, Path]) -> None:
+    kernel, initrd = inputs
+    manifest = tmp_path / "out.manifest"
+    done = run_tool("-o", tmp_path / "out.iso", "-k", kernel, "-i", initrd,
+                    "--manifest", manifest)
+    assert done.returncode == 0, done.stderr
+    assert "secure_boot false unsigned GRUB built here (no --secure-boot)" in (
+        manifest.read_text().splitlines())
+

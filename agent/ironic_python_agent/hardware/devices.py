@@ -160,5 +160,7 @@ class USBInfo(Serializable):
 class BootInfo(Serializable):
     current_boot_mode: str
     pxe_interface: str | None = None
+    secure_boot: bool | None = None  # ours; upstream 13.0.0 has the first two
 
-    serializable_fields: ClassVar[tuple[str, ...]] = ("current_boot_mode", "pxe_interface")
+    serializable_fields: ClassVar[tuple[str, ...]] = ("current_boot_mode", "pxe_interface",
+                                                      "secure_boot")

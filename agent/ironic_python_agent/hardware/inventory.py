@@ -556,6 +556,50 @@ def collect_interfaces(net: str = "/sys/class/net", proc: str = "/proc",
 
 # --- boot ------------------------------------------------------------------------------
 
+# The firmware's global variable: 1 while it enforces Secure Boot (UEFI 2.x, 3.3).
+SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def parse_efi_bool_var(data: bytes) -> bool | None:
+    """An efivarfs file holding a one-byte variable: 4 bytes of attributes, then the
+    value. None when it is not that shape."""
+    if len(data) != 5 or data[4] not in (0, 1):
+        return None
+    return data[4] == 1
+
+
+def read_secure_boot(sys: str = "/sys") -> bool | None:
+    """Whether the firmware enforces Secure Boot: None on BIOS or when efivarfs is
+    not mounted (nothing to tell), False when the variable is absent (no Secure
+    Boot support) or 0."""
+    efivars = f"{sys}/firmware/efi/efivars"
+    try:
+        if not os.listdir(efivars):
+            return None
+    except OSError:
+        return None
+    try:
+        data = Path(efivars, SECURE_BOOT_VAR).read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        LOG.warning("Cannot read the SecureBoot EFI variable: %s", exc)
+        return None
+    return parse_efi_bool_var(data)
+
+
 def collect_boot_info(sys: str = "/sys") -> BootInfo:
+    """``current_boot_mode`` as upstream; ``secure_boot`` (the name of Ironic's node
+    capability) from the SecureBoot EFI variable, null when unknown or BIOS."""
     mode = "uefi" if os.path.isdir(f"{sys}/firmware/efi") else "bios"
-    return BootInfo(current_boot_mode=mode, pxe_interface=config.params().get("BOOTIF"))
+    secure = read_secure_boot(sys) if mode == "uefi" else None
+    return BootInfo(current_boot_mode=mode, pxe_interface=config.params().get("BOOTIF"),
+                    secure_boot=secure)
+
+
+def describe_boot(info: BootInfo) -> str:
+    """One line for the log: "UEFI, Secure Boot on"."""
+    if info.current_boot_mode != "uefi":
+        return "BIOS (legacy) boot"
+    state = {True: "on", False: "off", None: "unknown"}[info.secure_boot]
+    return f"UEFI, Secure Boot {state}"

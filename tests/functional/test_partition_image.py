@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 from ironic_python_agent import errors, partition_image, partition_table
+from ironic_python_agent.extensions import standby
 
-from tests.imagetools import MIB, loop_device, read_device
+from tests.functional.test_image_commands import FakeAgent
+from tests.hwfixtures import reset_hardware
+from tests.imageserver import ImageServer
+
+from tests.imagetools import MIB, file_digest, loop_device, qcow2_copy, read_device
 
 DISK = 768 * MIB
 
@@ -127,3 +132,30 @@ def test_root_bigger_than_disk_writes_nothing(disk: str, rootfs: Path) -> None:
 def test_bad_layout_is_a_clear_error(info: dict, match: str) -> None:
     with pytest.raises(errors.InvalidCommandParamsError, match=match):
         partition_image.layout_from_image_info(info)
+
+
+def test_prepare_image_partition_qcow2_over_http(server: ImageServer, disk: str, rootfs: Path,
+                                                 tmp_path: Path) -> None:
+    """As Ironic 39 sends it: a qcow2 partition image through the whole-disk pipeline."""
+    qcow = qcow2_copy(rootfs, tmp_path / "root.qcow2")
+    ext = standby.StandbyExtension(agent=FakeAgent())
+    ext.device_finder = lambda: disk
+    ext.cache_dir = str(tmp_path)
+    info = {"id": "part-img", "urls": [server.serve("/root.qcow2", qcow)],
+            "disk_format": "qcow2", "os_hash_algo": "sha256",
+            "os_hash_value": file_digest(qcow), "node_uuid": "n-1", "image_type": "partition",
+            "root_gb": 0, "root_mb": 64, "swap_mb": 8, "ephemeral_mb": 0,
+            "ephemeral_format": None, "preserve_ephemeral": False,
+            "deploy_boot_mode": "bios", "boot_option": "local", "disk_label": "gpt",
+            "configdrive": "aGVsbG8gY29uZmlnIGRyaXZl"}
+    try:
+        result = ext.execute("prepare_image", image_info=info).join().serialize()
+        assert result["command_status"] == "SUCCEEDED", result
+        uuids = ext.execute("get_partition_uuids").command_result
+        root = uuids["partitions"]["root"]
+        assert uuids["root uuid"] == blkid(root, "UUID") and blkid(root, "LABEL") == "img-root"
+        assert uuids["efi system partition uuid"] is None
+        assert read_device(uuids["partitions"]["configdrive"], 18) == b"hello config drive"
+        assert f"root_uuid={uuids['root uuid']}" in result["command_result"]["result"]
+    finally:
+        reset_hardware()

@@ -227,6 +227,8 @@ def make_partitions(device: str, layout: Layout,
         argv[1:1] = ["--wipe", "always"]
     run.run(argv, input=sfdisk_script(layout.label, parts), timeout=120)
     configdrive.rescan(device)
+    # Partitions the kernel still had (in use when ``partx -d`` ran) get the new sizes.
+    run.run(["partx", "-u", device], check=False, timeout=60)
     paths = {p.role: partition_path(device, p.number) for p in parts}
     for role, path in paths.items():
         if not os.path.exists(path):

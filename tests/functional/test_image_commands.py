@@ -159,7 +159,7 @@ def test_prepare_image_checksum_mismatch_is_failed(server: ImageServer,
     ({"id": "i", "urls": [], "checksum": "a" * 64}, "urls"),
     ({"id": "i", "urls": ["http://h/i"], "checksum": "a" * 32}, "MD5"),
     ({"id": "i", "urls": ["http://h/i"], "checksum": "a" * 64, "image_type": "partition"},
-     "Partition images are not supported"),
+     "a partition image needs image_info.root_mb or root_gb"),
 ])
 def test_prepare_image_validation_is_synchronous(ext: standby.StandbyExtension,
                                                  info: dict[str, Any], message: str) -> None:

@@ -4,8 +4,10 @@
 ``prepare_image`` is the whole deployment of a whole-disk image: choose the
 install disk, stream the image onto it while hashing (:mod:`imagewrite`),
 add the config drive (:mod:`configdrive`) and remember the disk identifier
-for ``get_partition_uuids``. The ``write_image`` deploy step calls it and
-waits for it.
+for ``get_partition_uuids``. A partition image (``image_type: partition``)
+goes through :mod:`partition_image`: the disk is partitioned as image_info
+says and the image streamed into the root partition. The ``write_image``
+deploy step calls it and waits for it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ironic_python_agent import checksum, config, download, errors, imagewrite, ntp, paths, run
-from ironic_python_agent import partition_table
+from ironic_python_agent import partition_image, partition_table
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
 
@@ -74,8 +76,7 @@ def validate_image_info(ext: Any, image_info: Any = None, configdrive: Any = Non
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
         raise errors.InvalidCommandParamsError("Image 'urls' must be a non-empty list of URLs")
     if image_info.get("image_type") == "partition":
-        raise errors.InvalidCommandParamsError(
-            "Partition images are not supported by this agent yet; use a whole-disk image")
+        partition_image.layout_from_image_info(image_info)
     checksum.validate_image_info_checksum(image_info, bool(config.current().md5_enabled))
 
 
@@ -135,6 +136,9 @@ class StandbyExtension(base.BaseAgentExtension):
             disk_format=image_info.get("disk_format"),
             permitted=config.current().permitted_image_formats,
             deep=not config.current().disable_deep_image_inspection)
+        if image_info.get("image_type") == "partition":
+            return self._prepare_partition_image(image_info, configdrive, device, expected,
+                                                 policy, opts)
         LOG.info("Writing image %s from %s to %s", image_id,
                  download.redact_url(image_info["urls"][0]), device)
         with download.ImageStream(image_id, image_info["urls"], opts) as stream:
@@ -160,6 +164,38 @@ class StandbyExtension(base.BaseAgentExtension):
         self.cached_image_id = image_id
         message = (f"image ({image_id}) written to device {device} root_uuid={root_uuid}")
         return {"result": f"prepare_image: {message}", **self._figures(result)}
+
+    def _prepare_partition_image(self, image_info: dict[str, Any], configdrive: str | None,
+                                 device: str, expected: checksum.Checksum,
+                                 policy: imagewrite.FormatPolicy,
+                                 opts: download.DownloadOptions) -> dict[str, Any]:
+        """Partition the disk as image_info says and stream the image into the root."""
+        image_id = str(image_info["id"])
+        layout = partition_image.layout_from_image_info(image_info)
+        content = None
+        if configdrive:
+            content = configdrive_mod.decode(
+                configdrive, fetch=lambda url: download.fetch_bytes(url, opts))
+        written: list[imagewrite.WriteResult] = []
+
+        def write_root(root: str) -> None:
+            LOG.info("Writing partition image %s from %s to %s", image_id,
+                     download.redact_url(image_info["urls"][0]), root)
+            with download.ImageStream(image_id, image_info["urls"], opts) as stream:
+                written.append(imagewrite.write_stream(
+                    stream, root, expected, name=image_id,
+                    location=download.redact_url(stream.url), policy=policy,
+                    cache_dir=self.cache_dir))
+
+        uuids = partition_image.deploy(device, layout, write_root, content)
+        self.last_write = written[0]
+        self.partition_uuids = uuids
+        self.cached_image_id = image_id
+        message = (f"image ({image_id}) written to device {device} "
+                   f"root_uuid={uuids['root uuid']}")
+        if uuids.get("efi system partition uuid"):
+            message += f" efi_system_partition_uuid={uuids['efi system partition uuid']}"
+        return {"result": f"prepare_image: {message}", **self._figures(written[0])}
 
     @staticmethod
     def _figures(result: imagewrite.WriteResult) -> dict[str, Any]:

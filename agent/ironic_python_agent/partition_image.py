@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironic_python_agent import configdrive, errors, run
+from ironic_python_agent.imagewrite.writers import device_size
 from ironic_python_agent.partition_table import PartitionTable, partition_path
 from ironic_python_agent.partition_table import read_partition_table
 
@@ -189,14 +190,6 @@ def _matches(table: PartitionTable | None, part: PlannedPartition) -> bool:
     return have is not None and (have.start, have.size) == (part.start, part.size)
 
 
-def _device_bytes(device: str) -> int:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
-
-
 def _write(device: str, offset: int, data: bytes) -> None:
     fd = os.open(device, os.O_WRONLY)
     try:
@@ -211,7 +204,7 @@ def _write(device: str, offset: int, data: bytes) -> None:
 def make_partitions(device: str, layout: Layout,
                     configdrive_bytes: int = 0) -> dict[str, str]:
     """Write the partition table of *layout* onto *device*; role -> partition path."""
-    parts = plan(layout, _device_bytes(device), configdrive_bytes)
+    parts = plan(layout, device_size(device), configdrive_bytes)
     if layout.preserve_ephemeral and layout.ephemeral_mb:
         eph = next(p for p in parts if p.role == "ephemeral")
         if not _matches(read_partition_table(device), eph):

@@ -153,11 +153,7 @@ def create(args: argparse.Namespace) -> None:
                                 verdict.detail)
         esp_image = esp.make_esp(work / "efiboot.img", work, tools, chain)
         if args.esp is not None:
-            partial = args.esp.with_name(f".{args.esp.name}.partial")
-            partial.write_bytes(esp_image.read_bytes())
-            _replace_from(partial, args.esp)
-            logging.info("wrote %s (GRUB reads %s from the boot ISO)", args.esp,
-                         bootconfig.GRUB_CONFIG_PATH)
+            write_esp(esp_image, args.esp, "")
         if args.output is None:
             if args.manifest is not None:
                 write_manifest(args, chain, verdict)
@@ -202,11 +198,7 @@ def create_arm64(args: argparse.Namespace) -> None:
         work = Path(tmp)
         esp_image = arm64.make_esp(work / "efiboot.img", work, tools, grub_dir)
         if args.esp is not None:
-            partial = args.esp.with_name(f".{args.esp.name}.partial")
-            partial.write_bytes(esp_image.read_bytes())
-            _replace_from(partial, args.esp)
-            logging.info("wrote %s (arm64; GRUB reads %s from the boot ISO)", args.esp,
-                         bootconfig.GRUB_CONFIG_PATH)
+            write_esp(esp_image, args.esp, "arm64; ")
         if args.manifest is not None:
             write_manifest(args, None, None)
         if args.output is None:
@@ -224,6 +216,15 @@ def create_arm64(args: argparse.Namespace) -> None:
         logging.info("wrote %s (arm64, UEFI only, %d MiB, label %s): %s", args.output,
                      args.output.stat().st_size // 2**20, args.label,
                      " ".join(bootconfig.quote_for_kernel(a) for a in kernel_args))
+
+
+def write_esp(esp_image: Path, dest: Path, note: str) -> None:
+    """The ESP image alone at *dest* (for Ironic's ``[conductor]bootloader``)."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    partial.write_bytes(esp_image.read_bytes())
+    _replace_from(partial, dest)
+    logging.info("wrote %s (%sGRUB reads %s from the boot ISO)", dest, note,
+                 bootconfig.GRUB_CONFIG_PATH)
 
 
 def manifest_lines(args: argparse.Namespace, chain: dict[str, Path] | None,

@@ -165,16 +165,21 @@ def write_configdrive(device: str, content: bytes) -> str:
     if len(content) > part.size * table.sector_size:
         raise errors.DeploymentError(
             f"config drive ({len(content)} bytes) does not fit partition {part.number}")
+    write_at(device, part.start * table.sector_size, content)
+    rescan(device)
+    return partition_path(device, part.number)
+
+
+def write_at(device: str, offset: int, content: bytes) -> None:
+    """Write *content* at byte *offset* of *device* and flush it."""
     fd = os.open(device, os.O_WRONLY)
     try:
-        os.pwrite(fd, content, part.start * table.sector_size)
+        os.pwrite(fd, content, offset)
         os.fsync(fd)
     except OSError as exc:
         raise errors.ImageWriteError(device, exc.errno or "", "", str(exc)) from None
     finally:
         os.close(fd)
-    rescan(device)
-    return partition_path(device, part.number)
 
 
 def disk_identifier(device: str) -> str:

@@ -35,4 +35,3 @@ def return_freed_memory() -> bool:
     if not ok:
         LOG.debug("mallopt refused the thresholds")
     return ok
-

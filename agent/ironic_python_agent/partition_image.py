@@ -190,17 +190,6 @@ def _matches(table: PartitionTable | None, part: PlannedPartition) -> bool:
     return have is not None and (have.start, have.size) == (part.start, part.size)
 
 
-def _write(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    except OSError as exc:
-        raise errors.ImageWriteError(device, exc.errno or "", "", str(exc)) from None
-    finally:
-        os.close(fd)
-
-
 def make_partitions(device: str, layout: Layout,
                     configdrive_bytes: int = 0) -> dict[str, str]:
     """Write the partition table of *layout* onto *device*; role -> partition path."""
@@ -245,7 +234,7 @@ def _mkfs_ephemeral(fmt: str, path: str) -> None:
     label = NAMES["ephemeral"]
     if fmt == "vfat":
         run.run(["mkfs.vfat", "-n", label.upper(), path], timeout=600)
-    elif fmt == "ext2":
+    elif fmt == "ext2":  # each program literal: tests/unit/test_image_programs.py finds them
         run.run(["mkfs.ext2", "-F", "-L", label, path], timeout=600)
     elif fmt == "ext3":
         run.run(["mkfs.ext3", "-F", "-L", label, path], timeout=600)
@@ -266,7 +255,7 @@ def deploy(device: str, layout: Layout, write_root: Callable[[str], Any],
     if esp is not None:
         run.run(["mkfs.vfat", "-F", "32", "-n", "EFI-PART", esp], timeout=300)
     if configdrive_content:
-        _write(paths["configdrive"], 0, configdrive_content)
+        configdrive.write_at(paths["configdrive"], 0, configdrive_content)
     write_root(paths["root"])
     if "swap" in paths:
         run.run(["mkswap", "-L", NAMES["swap"], paths["swap"]], timeout=300)

@@ -160,15 +160,8 @@ class GenericHardwareManager(managers.HardwareManager):
         return [b for b in text.replace("\t", "").split("\n\n") if b.strip()]
 
     def get_cpu_cores(self) -> list[CPUCore]:
-        """One :class:`CPUCore` per logical CPU of /proc/cpuinfo."""
-        cores = []
-        for block in self.read_cpu_info():
-            info = self.create_cpu_info_dict(block)
-            cores.append(CPUCore(model_name=info.get("model name", ""),
-                                 frequency=info.get("cpu mhz", ""),
-                                 architecture=info.get("architecture", ""),
-                                 core_id=info.get("core id", ""),
-                                 flags=info.get("flags", "").split()))
+        """One :class:`CPUCore` per logical CPU of /proc/cpuinfo (the inventory's own)."""
+        cores = inventory.collect_cpu().cpus
         if not cores:
             LOG.warning("No per-core CPU information found")
         return cores

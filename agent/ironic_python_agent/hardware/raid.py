@@ -37,6 +37,7 @@ from ironic_python_agent import errors, run
 from ironic_python_agent.hardware import erase, md, root_hints
 from ironic_python_agent.hardware.md import DATA_OFFSET_MIB, Array
 from ironic_python_agent.hardware.devices import BlockDevice
+from ironic_python_agent.partition_table import partition_path
 
 LOG = logging.getLogger(__name__)
 
@@ -309,11 +310,6 @@ def plan(volumes: Sequence[Volume], disk_sizes: dict[str, int], boot_mode: str,
     if problems:
         raise errors.SoftwareRAIDError("; ".join(problems))
     return layout
-
-
-def partition_path(disk: str, number: int) -> str:
-    """``/dev/sda`` + 1 → ``/dev/sda1``; ``/dev/nvme0n1`` + 1 → ``/dev/nvme0n1p1``."""
-    return f"{disk}{'p' if disk[-1:].isdigit() else ''}{number}"
 
 
 def sfdisk_script(parts: Sequence[PartSpec], label: str) -> str:

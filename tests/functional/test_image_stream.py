@@ -30,7 +30,14 @@ DISK_SIZE = 40 * MIB
 
 
 def qemu_img(*args: str) -> None:
-    done = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+    # qemu-img times PBKDF2 with the thread's CPU clock before it makes a LUKS
+    # key; with tick-granular accounting on a loaded machine that clock can read
+    # 0 ms and qemu-img gives up ("Unable to get accurate CPU usage": twice in
+    # CI). That is qemu-img's benchmark failing, not the image: ask again.
+    for _ in range(5):
+        done = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+        if "Unable to get accurate CPU usage" not in done.stderr:
+            break
     assert done.returncode == 0, f"qemu-img {' '.join(args)}: {done.stderr.strip()}"
 
 

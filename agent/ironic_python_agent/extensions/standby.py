@@ -19,7 +19,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironic_python_agent import checksum, config, download, errors, imagewrite, ntp, paths, run
+from ironic_python_agent import bootc, checksum, config, download, errors, imagewrite, ntp
+from ironic_python_agent import paths, run
 from ironic_python_agent import partition_image, partition_table
 from ironic_python_agent import configdrive as configdrive_mod
 from ironic_python_agent.extensions import base
@@ -204,6 +205,42 @@ class StandbyExtension(base.BaseAgentExtension):
                 "seconds": round(result.seconds, 3), "mib_per_s": round(result.mib_per_s, 1),
                 "image_format": result.image_format, "compression": result.compression,
                 "resumes": result.resumes, "write_method": result.method}
+
+    # --- execute_bootc_install -----------------------------------------------------
+
+    @base.async_command("execute_bootc_install")
+    def execute_bootc_install(self, image_source: str, instance_info: dict[str, Any] | None = None,
+                              pull_secret: str | None = None,
+                              configdrive: str | None = None) -> str:
+        """Install an ``oci://`` bootc container on the install disk (see :mod:`bootc`)."""
+        if config.current().disable_bootc_deploy:
+            raise errors.CommandExecutionError(
+                "The bootc deploy interface is administratively disabled "
+                "([DEFAULT]disable_bootc_deploy); deployment cannot proceed.")
+        instance_info = instance_info or {}
+        device = self.device_finder()
+        self.partition_uuids = {}
+        self.cached_image_id = None
+        bootc.install(image_source, device, imagewrite.device_size(device),
+                      pull_secret=pull_secret,
+                      tpm2_luks=bool(instance_info.get("bootc_tpm2_luks")),
+                      authorized_keys=instance_info.get("bootc_authorized_keys"))
+        configdrive_mod.rescan(device)
+        table = partition_table.read_partition_table(device)
+        if table is None or not table.partitions:
+            raise errors.DeploymentError(
+                f"No partitions found on {device} after the bootc install of {image_source}")
+        uuids: dict[str, Any] = {"root uuid": configdrive_mod.disk_identifier(device)}
+        if configdrive:
+            opts = download_options(self.agent, {})
+            content = configdrive_mod.decode(
+                configdrive, fetch=lambda url: download.fetch_bytes(url, opts))
+            uuids["partitions"] = {"configdrive": configdrive_mod.write_configdrive(
+                device, content)}
+        self.partition_uuids = uuids
+        message = f"Container image ({image_source}) written to device {device}"
+        LOG.info("%s", message)
+        return message
 
     @base.sync_command("get_partition_uuids")
     def get_partition_uuids(self) -> dict[str, Any]:

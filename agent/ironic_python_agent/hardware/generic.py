@@ -464,6 +464,22 @@ class GenericHardwareManager(managers.HardwareManager):
             raise result.command_error
         return result.command_result
 
+    def execute_bootc_install(self, node: dict[str, Any], ports: list[dict[str, Any]],
+                              image_source: str, configdrive: str | None = None,
+                              oci_pull_secret: str | None = None) -> Any:
+        """The ``execute_bootc_install`` deploy step (Ironic's bootc deploy interface):
+        ``standby.execute_bootc_install``, waited for."""
+        from ironic_python_agent.extensions import base
+
+        standby = base.get_extension("standby")
+        install = getattr(standby, "execute_bootc_install")  # noqa: B009 - a command
+        result = install(image_source=image_source, instance_info=node.get("instance_info"),
+                         pull_secret=oci_pull_secret, configdrive=configdrive)
+        result.join()
+        if result.command_error is not None:
+            raise result.command_error
+        return result.command_result
+
     def inject_files(self, node: dict[str, Any], ports: list[dict[str, Any]],
                      files: list[dict[str, Any]] | None = None, verify_ca: bool = True) -> None:
         """The ``inject_files`` deploy/service step (see inject_files.py)."""
@@ -502,6 +518,7 @@ class GenericHardwareManager(managers.HardwareManager):
             _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS),
             _clean_uefi_nvram_step(),
             _inject_files_step(),
+            _step("execute_bootc_install", 0),
         ]
 
     def get_service_steps(self, node: dict[str, Any], ports: list[dict[str, Any]]
@@ -513,7 +530,8 @@ class GenericHardwareManager(managers.HardwareManager):
                 _step("create_configuration", 0, "raid", abortable=True),
                 *(_step(f"burnin_{what}", 0, abortable=True)
                   for what in ("cpu", "gpu", "memory", "network")),
-                _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step()]
+                _step("write_image", 0, argsinfo=WRITE_IMAGE_ARGS), _inject_files_step(),
+                _step("execute_bootc_install", 0)]
 
 
 def _inject_files_step() -> dict[str, Any]:

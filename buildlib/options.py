@@ -119,6 +119,15 @@ def add_common(parser: argparse.ArgumentParser, target: str, name: str,
                    help="<branch> in ipa-<flavor>-<branch> (default: %(default)s)")
 
 
+def add_extra_hardware(parser: argparse.ArgumentParser, *old_env: str) -> None:
+    """``--extra-hardware``, the same for tinyipa, dib and coreos."""
+    parser.add_argument(
+        "--extra-hardware", action="store_true",
+        default=env("EXTRA_HARDWARE", "", *old_env) not in ("", "0"),
+        help="add python-hardware (PyPI hardware) and the tools its hardware-detect reads "
+             "(lshw, ethtool, lspci) for the extra-hardware inspection collector")
+
+
 def common(parser: argparse.ArgumentParser, args: argparse.Namespace,
            target: str, supported: Sequence[str] = (arches.DEFAULT,)) -> Common:
     """The shared options of *args*; bad values stop with a message naming the flag.

@@ -85,6 +85,7 @@ class Context:
     host_kernel: Path | None = None
     host_initrd: Path | None = None
     rebuild: bool = False
+    extra_hardware: bool = False
     common: options.Common | None = None
     runner: Runner = field(init=False)
     wheel: Path = field(init=False)
@@ -209,17 +210,26 @@ def fetch_wheels(ctx: Context) -> None:
             meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
             requires = sorted(line for line in whl.read(meta).decode().splitlines()
                               if line.startswith("Requires-Dist:") and "extra ==" not in line)
-        ctx.keys["wheels"] = key = digest(*requires, *container.PLATFORMS)
+        extra = extra_python(ctx)
+        ctx.keys["wheels"] = key = digest(*requires, *extra, "extra.txt", *container.PLATFORMS)
         final = ctx.work / f"wheels-{key}"
         if not final.exists() or ctx.rebuild:
             tmp = Path(tempfile.mkdtemp(prefix="wheels.", dir=ctx.work))
-            ctx.runner.run([*container.pip_download(pip_python(ctx), tmp), ctx.wheel, "pip"])
+            ctx.runner.run([*container.pip_download(pip_python(ctx), tmp), ctx.wheel, "pip",
+                            *extra])
+            # The Containerfile installs these beside the agent.
+            (tmp / "extra.txt").write_text("".join(f"{r}\n" for r in extra))
             for old in tmp.glob("lean_ipa-*.whl"):
                 old.unlink()
             shutil.rmtree(final, ignore_errors=True)
             publish(tmp, final)
         ctx.wheels = final
         ctx.runner.note(f"wheels: {sorted(p.name for p in final.glob('*.whl'))}")
+
+
+def extra_python(ctx: Context) -> list[str]:
+    """PyPI distributions installed beside the agent (build options)."""
+    return ["hardware"] if ctx.extra_hardware else []
 
 
 def pip_python(ctx: Context) -> str:
@@ -238,16 +248,22 @@ def mmdebstrap(ctx: Context, packages: list[str], target: Path,
     (runner or ctx.runner).run([*argv, ctx.suite, target, ctx.sources])
 
 
-def container_packages() -> list[str]:
+# Debian packages of --extra-hardware: what python-hardware's hardware-detect reads
+# (ethtool and pciutils are in packages-container.txt already).
+EXTRA_HARDWARE_PACKAGES = ["lshw", "ethtool", "pciutils"]
+
+
+def container_packages(extra_hardware: bool = False) -> list[str]:
     """coreos/packages-container.txt plus the packages of the agent's programs."""
     own = read_list(HERE / "packages-container.txt")
-    return own + [p for p in programs.packages("coreos") if p not in own]
+    more = programs.packages("coreos") + (EXTRA_HARDWARE_PACKAGES if extra_hardware else [])
+    return own + [p for p in dict.fromkeys(more) if p not in own]
 
 
 def make_container_rootfs(ctx: Context) -> None:
     """The container's Debian rootfs tarball (mmdebstrap), cached by its inputs."""
     with ctx.runner.stage("container rootfs (mmdebstrap)"):
-        packages = container_packages()
+        packages = container_packages(ctx.extra_hardware)
         ctx.keys["container-rootfs"] = key = digest(
             ctx.suite, ctx.sources, *packages, *APT_OPTIONS, *DPKG_OPTIONS, *PURGE)
         final = ctx.work / f"container-rootfs-{key}.tar"
@@ -478,6 +494,7 @@ def write_manifest(ctx: Context) -> None:
         lines += [f"input key {ctx.keys['outputs']}", f"input suite {ctx.suite}",
                   f"input wheel {ctx.wheel.name}"]
         lines += [f"input extra-module {m}" for m in (c.extra_modules if c else [])]
+        lines += [f"input extra-python {r}" for r in extra_python(ctx)]
         lines += [f"input ssh-keys {len(ctx.ssh_keys)}",
                   f"input password {'set' if c and c.password_hash else 'none'}"]
         lines += [f"cache {name} {value}" for name, value in sorted(ctx.keys.items())
@@ -520,6 +537,7 @@ def parse_args(argv: list[str]) -> Context:
                         help="kernel of a systemd PXE host to use instead of ours")
     parser.add_argument("--host-initrd", type=Path,
                         help="initrd of that host; the OEM content is appended as a cpio")
+    options.add_extra_hardware(parser)
     args = parser.parse_args(argv)
     common = options.common(parser, args, "coreos")
     if (args.host_kernel is None) != (args.host_initrd is None):
@@ -537,7 +555,7 @@ def parse_args(argv: list[str]) -> Context:
                    suite=common.release, sources=args.sources, engine=args.engine,
                    host_config=args.host_config, ssh_keys=keys,
                    host_kernel=args.host_kernel, host_initrd=args.host_initrd,
-                   rebuild=common.rebuild, common=common)
+                   rebuild=common.rebuild, extra_hardware=args.extra_hardware, common=common)
 
 
 def main(argv: list[str]) -> int:

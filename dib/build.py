@@ -37,6 +37,7 @@ class Context:
     packages: list[str] = field(default_factory=list)
     elements: list[str] = field(default_factory=list)
     ca_bundle: Path | None = None
+    extra_hardware: bool = False
     log: Log = field(init=False)
     wheel: Path = field(init=False)
     venv: Path = field(init=False)
@@ -154,7 +155,7 @@ def input_lines(ctx: Context) -> str:
     lines = [f"builder dib", f"name {c.name}", f"release {c.release}", f"arch {c.arch}",
              f"diskimage-builder {DIB_VERSION}", f"mirror {mirror()}",
              f"elements {' '.join(element_list(ctx))}", f"packages {' '.join(ctx.packages)}",
-             f"modules {' '.join(c.extra_modules)}",
+             f"modules {' '.join(c.extra_modules)}", f"extra-hardware {int(ctx.extra_hardware)}",
              f"kernel-modules.toml {short(modules.LIST.read_bytes())}",
              f"ssh-keys {short(chr(10).join(c.ssh_keys))}",
              f"password-hash {short(c.password_hash or '')}",
@@ -185,6 +186,7 @@ def disk_image_create(ctx: Context) -> None:
         "DIB_LEAN_IPA_PRUNE_MODULES": env.get("DIB_LEAN_IPA_PRUNE_MODULES",
                                               " ".join(selection.dib_prune)),
         "DIB_LEAN_IPA_CA_BUNDLE": str(ctx.ca_bundle or ""),
+        "DIB_LEAN_IPA_EXTRA_HARDWARE": "1" if ctx.extra_hardware else "0",
         "DIB_LEAN_IPA_SSH_KEYS": "", "DIB_LEAN_IPA_ROOT_PASSWORD_HASH": "",
         "DIB_LEAN_IPA_ROOT_PASSWORD_HASH_FILE": "",
         "PATH": f"{ctx.venv / 'bin'}:{os.environ.get('PATH', '')}",
@@ -247,6 +249,7 @@ def parse_args(argv: list[str]) -> Context:
                         "--password-hash)")
     p.add_argument("--ca-bundle", default=env("CA_BUNDLE") or None,
                    help="PEM file of extra CAs the agent trusts")
+    options.add_extra_hardware(p, "DIB_LEAN_IPA_EXTRA_HARDWARE")
     p.add_argument("--cache", type=Path, default=options.cache_dir())
     a = p.parse_args(argv)
     if env("MODULES"):
@@ -258,7 +261,8 @@ def parse_args(argv: list[str]) -> Context:
         p.error(f"--ca-bundle {a.ca_bundle}: no such file")
     elements = options.words(a.element) + (["lean-ipa-login"] if a.login else [])
     return Context(common=common, cache=a.cache.resolve(), packages=options.words(a.package),
-                   elements=list(dict.fromkeys(elements)), ca_bundle=ca)
+                   elements=list(dict.fromkeys(elements)), ca_bundle=ca,
+                   extra_hardware=a.extra_hardware)
 
 
 def main(argv: list[str]) -> int:

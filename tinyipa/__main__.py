@@ -49,10 +49,7 @@ def parse_args(argv: list[str]) -> Context:
     p.add_argument("--burnin", action="store_true",
                    default=env("TINYIPA_BURNIN", "") not in ("", "0"),
                    help="add stress-ng and fio for the burn-in steps (beyond the 30 MB budget)")
-    p.add_argument("--extra-hardware", action="store_true",
-                   default=env("TINYIPA_EXTRA_HARDWARE", "") not in ("", "0"),
-                   help="add python-hardware, lshw, ethtool and lspci for the "
-                        "extra-hardware inspection collector (beyond the 30 MB budget)")
+    options.add_extra_hardware(p, "TINYIPA_EXTRA_HARDWARE")  # beyond the 30 MB budget
     p.add_argument("--cache", default=str(cache / "tinyipa"))
     p.add_argument("--refresh", action="store_true", help="refresh the apt lists now")
     a = p.parse_args(argv)

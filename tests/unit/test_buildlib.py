@@ -170,3 +170,27 @@ def test_architectures_and_their_names() -> None:
     assert "virtio_mmio" in arm64.names and "virtio_mmio" not in x86.names
     assert "vmw_pvscsi" in x86.names and "vmw_pvscsi" not in arm64.names
     assert set(arm64.names) - {"virtio_mmio"} < set(x86.names)
+
+
+def test_extra_hardware_is_one_flag_for_every_agent_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreos import build as coreos_build
+    from dib import build as dib_build
+    from tinyipa.__main__ import parse_args as tinyipa_args
+
+    assert not coreos_build.parse_args([]).extra_hardware
+    cctx = coreos_build.parse_args(["--extra-hardware"])
+    assert coreos_build.extra_python(cctx) == ["hardware"]
+    packages = coreos_build.container_packages(extra_hardware=True)
+    assert "lshw" in packages and len(packages) == len(set(packages))
+    assert "lshw" not in coreos_build.container_packages()
+    assert dib_build.parse_args(["--extra-hardware"]).extra_hardware
+    wheel = tmp_path / "lean_ipa-13.0.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert "extra-hardware" in tinyipa_args(["--wheel", str(wheel), "--extra-hardware"]).options
+    # The environment spelling every builder shares, and the older ones.
+    monkeypatch.setenv("LEAN_IPA_EXTRA_HARDWARE", "1")
+    assert coreos_build.parse_args([]).extra_hardware
+    monkeypatch.delenv("LEAN_IPA_EXTRA_HARDWARE")
+    monkeypatch.setenv("DIB_LEAN_IPA_EXTRA_HARDWARE", "1")
+    assert dib_build.parse_args([]).extra_hardware

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ironic_python_agent import vlans
 from ironic_python_agent.netconfig import apply as applying
 from ironic_python_agent.netconfig.kernel_args import plan_from_kernel_args, tokens
 from ironic_python_agent.netconfig.network_data import parse, plan_from_network_data
@@ -149,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DHCP
     applier = applying.Applier(plan)
     applier.apply()
+    value = dict(w.partition("=")[::2] for w in tokens(cmdline) if "=" in w).get(vlans.OPTION)
+    if value:  # the agent then does not listen for the same LLDP again
+        vlans.record_applied(value)
     state, left = applying.wait(plan, args.timeout, failed=applier.failed)
     for problem in plan.problems:
         say(f"ignored {problem}")

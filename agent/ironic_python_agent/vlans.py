@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ironic_python_agent.inspection import lldp
 from ironic_python_agent.netconfig.plan import normalize_mac, valid_ifname, vlan_name
 from ironic_python_agent.run import CommandError, run
 
@@ -68,6 +69,23 @@ def _parent_error(parent: str) -> str | None:
     return None
 
 
+def parse_entry(entry: str) -> Vlan | FromLldp | str:
+    """One entry as what it asks for, or (a str) why it cannot be applied."""
+    if entry == ALL:
+        return FromLldp(entry, None)
+    if "." not in entry:
+        return _parent_error(entry) or FromLldp(entry, entry)
+    parent, _, vid = entry.partition(".")
+    problem = _parent_error(parent)
+    if problem:
+        return problem
+    if not (vid.isascii() and vid.isdigit()):
+        return f"VLAN id {vid!r} is not a number"
+    if not MIN_VID <= int(vid) <= MAX_VID:
+        return f"VLAN id {int(vid)} is outside {MIN_VID}-{MAX_VID}"
+    return Vlan(entry, parent, int(vid))
+
+
 def parse(value: str) -> Request:
     """The entries of an ``ipa-enable-vlan-interfaces`` value; bad ones as errors."""
     items: list[Vlan | FromLldp] = []
@@ -75,28 +93,11 @@ def parse(value: str) -> Request:
     for entry in (e.strip() for e in value.split(",")):
         if not entry:
             continue
-        problem = None
-        item: Vlan | FromLldp | None = None
-        if entry == ALL:
-            item = FromLldp(entry, None)
-        elif "." in entry:
-            parent, _, vid = entry.partition(".")
-            problem = _parent_error(parent)
-            if problem is None and not (vid.isascii() and vid.isdigit()):
-                problem = f"VLAN id {vid!r} is not a number"
-            elif problem is None and not MIN_VID <= int(vid) <= MAX_VID:
-                problem = f"VLAN id {int(vid)} is outside {MIN_VID}-{MAX_VID}"
-            elif problem is None:
-                item = Vlan(entry, parent, int(vid))
-        else:
-            problem = _parent_error(entry)
-            if problem is None:
-                item = FromLldp(entry, entry)
-        if item is not None:
-            if item not in items:
-                items.append(item)
-        else:
-            errors.append(f"{OPTION} entry {entry!r}: {problem}; skipped")
+        item = parse_entry(entry)
+        if isinstance(item, str):
+            errors.append(f"{OPTION} entry {entry!r}: {item}; skipped")
+        elif item not in items:
+            items.append(item)
     return Request(tuple(items), tuple(errors))
 
 
@@ -148,8 +149,6 @@ def wanted(request: Request, interfaces: Sequence[str], lldp_timeout: float,
     Entries naming no interface of *interfaces* are logged and left out; the
     LLDP entries share one capture of up to *lldp_timeout* s per wait.
     """
-    from ironic_python_agent.inspection import lldp
-
     explicit: list[Vlan] = []
     listen: dict[str, str] = {}  # interface -> the entry that asked
     for item in request.items:
@@ -210,6 +209,10 @@ def create(vlan: Vlan, existing: dict[str, tuple[str, int]],
             LOG.info("Adding VLAN interface %s (VLAN %d on %s)", name, vlan.vid, vlan.parent)
             run(["ip", "link", "add", "link", vlan.parent, "name", name,
                  "type", "vlan", "id", str(vlan.vid)])
+        if not lldp.is_up(vlan.parent, sys_class_net):
+            # the kernel refuses a VLAN up on a parent that is down (ENETDOWN)
+            LOG.info("Bringing %s up for %s", vlan.parent, name)
+            run(["ip", "link", "set", "dev", vlan.parent, "up"])
         run(["ip", "link", "set", "dev", name, "up"])
     except CommandError as exc:
         LOG.warning("%s entry %r: cannot bring up %s: %s", OPTION, vlan.entry, name, exc)

@@ -55,16 +55,24 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=False, timeout=30)
 
 
-@pytest.fixture
-def vlan_netns(netns: str) -> str:
-    """The namespace, or a skip when this kernel cannot make VLAN interfaces."""
+def vlan_support(netns: str) -> str | None:
+    """None when this kernel makes VLAN interfaces (8021q loaded first), else ip's error."""
     subprocess.run(["modprobe", "-q", "8021q"], check=False, capture_output=True, timeout=30)
     probe = ip("-n", netns, "link", "add", "link", "vln2", "name", "probe.1", "type", "vlan",
                "id", "1", check=False)
     if probe.returncode != 0:
-        pytest.skip(f"this kernel makes no VLAN interfaces (no 8021q module; "
-                    f"modprobe 8021q failed): {probe.stderr.strip()}")
+        return probe.stderr.strip()
     ip("-n", netns, "link", "delete", "probe.1")
+    return None
+
+
+@pytest.fixture
+def vlan_netns(netns: str) -> str:
+    """The namespace, or a skip when this kernel cannot make VLAN interfaces."""
+    error = vlan_support(netns)
+    if error is not None:
+        pytest.skip(f"this kernel makes no VLAN interfaces (no 8021q module; "
+                    f"modprobe 8021q failed): {error}")
     return netns
 
 
@@ -186,3 +194,28 @@ def test_vlans_are_made_and_listed_in_the_inventory(vlan_netns: str) -> None:
     assert result["is_vlan"]
     up = json.loads(ip("-n", vlan_netns, "-j", "link", "show", "vln0.200").stdout)[0]
     assert "UP" in up["flags"]
+
+
+def test_agent_start_up_applies_the_kernel_parameter(netns: str) -> None:
+    # The agent's own step, on every kernel: without 8021q, ip's failure is a log
+    # line naming the entry, and start-up goes on.
+    makes_vlans = vlan_support(netns) is None
+    result = run_in(netns, """
+        from ironic_python_agent import agent
+        conf = config.load({"ipa-enable-vlan-interfaces": "vln1,vln0.x",
+                            "ipa-lldp-timeout": str(args["timeout"])}, [],
+                           config_files=[], config_dirs=[])
+        # veth pairs have no /sys/class/net/<if>/device: name them as the candidates.
+        inventory.interface_candidates = lambda net="/sys/class/net": ["vln0", "vln1", "vln2"]
+        agent.Agent(conf, {})._bring_up_vlans()
+    """)
+    assert ("ipa-enable-vlan-interfaces entry 'vln0.x': VLAN id 'x' is not a number; skipped"
+            in result["log"])
+    if makes_vlans:
+        assert kernel_vlans(netns) == {"vln1.300": ("vln1", 300)}
+        assert "VLAN interfaces made: vln1.300" in result["log"]
+    else:
+        assert any(line.startswith("ipa-enable-vlan-interfaces entry 'vln1': cannot bring up "
+                                   "vln1.300: ip link add link vln1 name vln1.300 type vlan")
+                   for line in result["log"]), result["log"]
+        assert "VLAN interfaces made: none" in result["log"]

@@ -143,14 +143,20 @@ def _resolve(parent: str, interfaces: Sequence[str], sys_class_net: Path) -> str
 
 
 def wanted(request: Request, interfaces: Sequence[str], lldp_timeout: float,
-           sys_class_net: Path = Path("/sys/class/net")) -> list[Vlan]:
-    """The VLANs to make, parents resolved to interface names, LLDP heard.
+           sys_class_net: Path = Path("/sys/class/net")) -> tuple[list[Vlan], list[str]]:
+    """The VLANs to make (parents resolved to names of *interfaces*), and what was skipped.
 
-    Entries naming no interface of *interfaces* are logged and left out; the
-    LLDP entries share one capture of up to *lldp_timeout* s per wait.
+    The LLDP entries share one capture of up to *lldp_timeout* s per wait; an
+    interface that stays silent is logged by the capture.
     """
-    explicit: list[Vlan] = []
+    found: list[Vlan] = []
+    problems: list[str] = []
     listen: dict[str, str] = {}  # interface -> the entry that asked
+
+    def add(vlan: Vlan) -> None:
+        if all((v.parent, v.vid) != (vlan.parent, vlan.vid) for v in found):
+            found.append(vlan)
+
     for item in request.items:
         if isinstance(item, FromLldp) and item.parent is None:
             for name in interfaces:
@@ -159,17 +165,16 @@ def wanted(request: Request, interfaces: Sequence[str], lldp_timeout: float,
         assert item.parent is not None
         name = _resolve(item.parent, interfaces, sys_class_net)
         if name is None:
-            LOG.warning("%s entry %r: no interface %r on this machine; skipped",
-                        OPTION, item.entry, item.parent)
+            problems.append(f"{OPTION} entry {item.entry!r}: no interface {item.parent!r} "
+                            "on this machine; skipped")
         elif isinstance(item, Vlan):
-            explicit.append(Vlan(item.entry, name, item.vid))
+            add(Vlan(item.entry, name, item.vid))
         else:
             listen.setdefault(name, item.entry)
     heard: dict[str, list[lldp.Tlv]] = {}
     if listen:
         lldp.bring_up(listen, sys_class_net)
         heard = lldp.capture(list(listen), lldp_timeout)
-    found = list(explicit)
     for name, entry in listen.items():
         tlvs = heard.get(name)
         if not tlvs:  # capture() logged the silence (or why it could not listen)
@@ -178,12 +183,12 @@ def wanted(request: Request, interfaces: Sequence[str], lldp_timeout: float,
         if not vids:
             LOG.info("%s entry %r: LLDP on %s names no VLAN", OPTION, entry, name)
         for vid in vids:
-            if not MIN_VID <= vid <= MAX_VID:
-                LOG.warning("%s entry %r: LLDP on %s names VLAN id %d; skipped",
-                            OPTION, entry, name, vid)
-            elif all((v.parent, v.vid) != (name, vid) for v in found):
-                found.append(Vlan(entry, name, vid))
-    return found
+            if MIN_VID <= vid <= MAX_VID:
+                add(Vlan(entry, name, vid))
+            else:
+                problems.append(f"{OPTION} entry {entry!r}: LLDP on {name} names VLAN id "
+                                f"{vid}; skipped")
+    return found, problems
 
 
 def create(vlan: Vlan, existing: dict[str, tuple[str, int]],
@@ -232,9 +237,12 @@ def bring_up(value: str, interfaces: Sequence[str], lldp_timeout: float,
     request = parse(value)
     for error in request.errors:
         LOG.warning("%s", error)
+    found, problems = wanted(request, interfaces, lldp_timeout, sys_class_net)
+    for problem in problems:
+        LOG.warning("%s", problem)
     before = existing_vlans(proc_net_vlan)
     made: list[str] = []
-    for vlan in wanted(request, interfaces, lldp_timeout, sys_class_net):
+    for vlan in found:
         name = create(vlan, existing_vlans(proc_net_vlan), sys_class_net)
         if name is not None and name not in before and name not in made:
             made.append(name)

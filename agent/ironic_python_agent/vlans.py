@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,29 +126,31 @@ def parent_candidates(names: Iterable[str],
     return [n for n in names if n not in vlans and not n.rpartition(".")[2].isdigit()]
 
 
-def _resolve(parent: str, interfaces: Sequence[str], sys_class_net: Path) -> str | None:
-    """The interface of *interfaces* named *parent*, or whose MAC address it is."""
-    if parent in interfaces:
-        return parent
-    mac = normalize_mac(parent)
-    if mac is None:
-        return None
+def interface_macs(interfaces: Iterable[str],
+                   sys_class_net: Path = Path("/sys/class/net")) -> dict[str, str]:
+    """``{mac: name}`` of *interfaces*, from their current address (the first name wins)."""
+    found: dict[str, str] = {}
     for name in interfaces:
         try:
-            if (sys_class_net / name / "address").read_text().strip().lower() == mac:
-                return name
+            mac = (sys_class_net / name / "address").read_text().strip().lower()
         except OSError:
             continue
-    return None
+        found.setdefault(mac, name)
+    return found
 
 
 def wanted(request: Request, interfaces: Sequence[str], lldp_timeout: float,
+           macs: Mapping[str, str] | None = None,
            sys_class_net: Path = Path("/sys/class/net")) -> tuple[list[Vlan], list[str]]:
     """The VLANs to make (parents resolved to names of *interfaces*), and what was skipped.
 
-    The LLDP entries share one capture of up to *lldp_timeout* s per wait; an
-    interface that stays silent is logged by the capture.
+    A parent given as a MAC is looked up in *macs* (``{mac: name}``; read from
+    sysfs when not given). The LLDP entries share one capture of up to
+    *lldp_timeout* s per wait; an interface that stays silent is logged by the
+    capture.
     """
+    if macs is None:
+        macs = interface_macs(interfaces, sys_class_net)
     found: list[Vlan] = []
     problems: list[str] = []
     listen: dict[str, str] = {}  # interface -> the entry that asked
@@ -163,7 +165,8 @@ def wanted(request: Request, interfaces: Sequence[str], lldp_timeout: float,
                 listen.setdefault(name, item.entry)
             continue
         assert item.parent is not None
-        name = _resolve(item.parent, interfaces, sys_class_net)
+        name = (item.parent if item.parent in interfaces
+                else macs.get(normalize_mac(item.parent) or ""))
         if name is None:
             problems.append(f"{OPTION} entry {item.entry!r}: no interface {item.parent!r} "
                             "on this machine; skipped")
@@ -237,7 +240,7 @@ def bring_up(value: str, interfaces: Sequence[str], lldp_timeout: float,
     request = parse(value)
     for error in request.errors:
         LOG.warning("%s", error)
-    found, problems = wanted(request, interfaces, lldp_timeout, sys_class_net)
+    found, problems = wanted(request, interfaces, lldp_timeout, sys_class_net=sys_class_net)
     for problem in problems:
         LOG.warning("%s", problem)
     before = existing_vlans(proc_net_vlan)

@@ -85,7 +85,7 @@ def test_parent_by_mac_and_unknown_parents_without_lldp(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "address").write_text(mac + "\n")
     request = vlans.parse("52:54:00:AB:CD:02.7,eth9.5,eth0.100,eth0.0100,52:54:00:00:00:09.3")
-    found, problems = vlans.wanted(request, ["eth0", "eth1"], 0.1, tmp_path)
+    found, problems = vlans.wanted(request, ["eth0", "eth1"], 0.1, sys_class_net=tmp_path)
     assert found == [Vlan("52:54:00:AB:CD:02.7", "eth1", 7), Vlan("eth0.100", "eth0", 100)]
     assert problems == [
         "ipa-enable-vlan-interfaces entry 'eth9.5': no interface 'eth9' on this machine; "

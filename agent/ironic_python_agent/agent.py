@@ -162,6 +162,22 @@ class Agent(base.ExecuteCommandMixin):
             LOG.error("Inspection failed: %s", exc)
             return None
 
+    def _bring_up_vlans(self) -> None:
+        value = self.conf.enable_vlan_interfaces
+        if not value:
+            return
+        from ironic_python_agent import vlans
+        from ironic_python_agent.hardware import inventory
+
+        if vlans.applied_before(value):
+            LOG.info("ipa-enable-vlan-interfaces=%s: applied by lean-ipa-network at boot",
+                     value)
+            return
+        parents = vlans.parent_candidates(inventory.interface_candidates(),
+                                          vlans.existing_vlans())
+        made = vlans.bring_up(value, parents, self.conf.lldp_timeout)
+        LOG.info("VLAN interfaces made: %s", ", ".join(made) or "none")
+
     def _resolve_api_urls(self) -> list[str]:
         urls = config.api_urls(self.conf)
         if urls == ["mdns"]:
@@ -401,6 +417,8 @@ class Agent(base.ExecuteCommandMixin):
                           "allow_unauthenticated_standalone=True on a closed bench.")
         if not standalone:
             net.wait_for_macs(timeout=60, bootif=self.params.get("BOOTIF"))
+            # Before inspection and lookup, so that their inventory lists the VLANs.
+            self._bring_up_vlans()
             node_uuid = self._run_inspection()
             urls = self._resolve_api_urls()
             # As upstream: step the clock before anything runs (mDNS may name the server).

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
+from typing import Any
 
 from ironic_python_agent.hardware import inventory
 
@@ -41,3 +43,18 @@ def get_hostname() -> str:
 
 def is_vlan(interface_name: str) -> bool:
     return os.path.exists(f"/proc/net/vlan/{interface_name}")
+
+
+def bring_up_vlan_interfaces(interfaces_list: Iterable[Any]) -> list[str]:
+    """Upstream's name: apply ``enable_vlan_interfaces`` on these parents (see vlans.py).
+
+    *interfaces_list* holds interface names or objects with a ``name`` (the
+    inventory's). Returns the VLAN interfaces made.
+    """
+    from ironic_python_agent import config, vlans
+
+    conf = config.current()
+    names = [getattr(i, "name", i) for i in interfaces_list]
+    return vlans.bring_up(conf.enable_vlan_interfaces or "",
+                          vlans.parent_candidates(names, vlans.existing_vlans()),
+                          conf.lldp_timeout)

@@ -215,10 +215,21 @@ def test_nothing_configured_is_empty():
 def test_enable_vlan_interfaces_by_name_keeps_dhcp_everywhere():
     plan = build_plan("ipa-enable-vlan-interfaces=eth0.100,eth3.7", NICS, None, None)
     assert plan.dhcp_everywhere and [li.name for li in plan.links] == ["eth0", "eth0.100"]
-    assert plan.problems == ["ipa-enable-vlan-interfaces: 'eth3.7' is not <interface>.<vlan id> "
-                             "of this machine; skipped"]
+    # the agent's messages (ironic_python_agent.vlans reads the value for both)
+    assert plan.problems == ["ipa-enable-vlan-interfaces entry 'eth3.7': no interface 'eth3' "
+                             "on this machine; skipped"]
     plan = build_plan("ip=eth1:dhcp ipa-enable-vlan-interfaces=eth0.100", NICS, None, None)
     assert not plan.dhcp_everywhere and Dhcp("eth0.100", 4) in plan.dhcp
+
+
+def test_enable_vlan_interfaces_by_mac_and_bad_vlan_ids():
+    plan = build_plan("ipa-enable-vlan-interfaces=52:54:00:00:00:02.20,eth0.4095,eth0.x",
+                      NICS, None, None)
+    assert [(li.name, li.parent, li.vlan_id) for li in plan.links] == [
+        ("eth1", None, None), ("eth1.20", "eth1", 20)]
+    assert plan.problems == [
+        "ipa-enable-vlan-interfaces entry 'eth0.4095': VLAN id 4095 is outside 1-4094; skipped",
+        "ipa-enable-vlan-interfaces entry 'eth0.x': VLAN id 'x' is not a number; skipped"]
 
 
 def test_network_data_and_kernel_parameters_merge():

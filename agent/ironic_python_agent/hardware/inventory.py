@@ -484,8 +484,10 @@ def interface_candidates(net: str = "/sys/class/net") -> list[str]:
         if name == "lo":
             continue
         base = f"{net}/{name}"
+        # VLANs by upstream's <parent>.<vid> name, or by the kernel's list (vlan<vid>
+        # when that name is too long: lean-ipa-network and vlans.py both name them so)
         if (re.search(r"\.\d+$", name) or os.path.exists(f"{base}/device")
-                or os.path.isdir(f"{base}/bonding")):
+                or os.path.isdir(f"{base}/bonding") or os.path.exists(f"/proc/net/vlan/{name}")):
             keep.append(name)
     return keep
 

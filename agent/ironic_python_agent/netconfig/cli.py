@@ -14,10 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ironic_python_agent import vlans
 from ironic_python_agent.netconfig import apply as applying
 from ironic_python_agent.netconfig.kernel_args import plan_from_kernel_args, tokens
 from ironic_python_agent.netconfig.network_data import parse, plan_from_network_data
-from ironic_python_agent.netconfig.plan import Dhcp, Link, Plan, valid_ifname, vlan_name
+from ironic_python_agent.netconfig.plan import Dhcp, Link, Plan, vlan_name
 
 LOG = logging.getLogger("lean-ipa-network")
 EXIT_DHCP = 3
@@ -46,38 +47,17 @@ def read_network_data() -> tuple[str | None, str | None]:
 
 def vlan_plan(value: str, interfaces: dict[str, str], plan: Plan,
               lldp_timeout: float) -> Plan:
-    """``ipa-enable-vlan-interfaces``: ``eth0.100`` as is; ``eth0`` or ``all``: the VLANs
-    LLDP announces on that interface (on every one for ``all``)."""
+    """``ipa-enable-vlan-interfaces``, read and resolved as the agent does (:mod:`vlans`):
+    ``eth0.100`` as is; ``eth0`` or ``all``: the VLANs LLDP announces there."""
     out = Plan()
-    names = sorted(interfaces.values())
-    listen: list[str] = []
-    for item in (v.strip() for v in value.split(",")):
-        if not item:
-            continue
-        if item == "all":
-            listen = names
-        elif "." in item:
-            parent, _, vid = item.rpartition(".")
-            if parent not in names or not vid.isdigit() or not 0 < int(vid) < 4095:
-                out.problems.append(f"ipa-enable-vlan-interfaces: {item!r} is not "
-                                    "<interface>.<vlan id> of this machine; skipped")
-                continue
-            out.add_link(Link(parent, "phy", source="ipa-enable-vlan-interfaces"))
-            out.add_link(Link(vlan_name(parent, int(vid)), "vlan", parent=parent,
-                              vlan_id=int(vid), source="ipa-enable-vlan-interfaces"))
-        elif valid_ifname(item) and item in names:
-            listen.append(item)
-        else:
-            out.problems.append(f"ipa-enable-vlan-interfaces: no interface {item!r}; skipped")
-    if listen:
-        from ironic_python_agent.inspection import lldp
-
-        lldp.bring_up(listen)
-        for name, tlvs in lldp.capture(listen, lldp_timeout).items():
-            for vid in lldp.vlan_ids(tlvs):
-                out.add_link(Link(name, "phy", source="ipa-enable-vlan-interfaces"))
-                out.add_link(Link(vlan_name(name, vid), "vlan", parent=name, vlan_id=vid,
-                                  source=f"ipa-enable-vlan-interfaces (LLDP on {name})"))
+    request = vlans.parse(value)
+    found, problems = vlans.wanted(request, sorted(interfaces.values()), lldp_timeout,
+                                   macs=interfaces)
+    out.problems.extend([*request.errors, *problems])
+    for vlan in found:
+        out.add_link(Link(vlan.parent, "phy", source=vlans.OPTION))
+        out.add_link(Link(vlan_name(vlan.parent, vlan.vid), "vlan", parent=vlan.parent,
+                          vlan_id=vlan.vid, source=f"{vlans.OPTION} entry {vlan.entry!r}"))
     for link in out.links:
         if link.kind == "vlan" and not plan.empty():
             out.add_dhcp(Dhcp(link.name, 4))
@@ -149,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DHCP
     applier = applying.Applier(plan)
     applier.apply()
+    value = dict(w.partition("=")[::2] for w in tokens(cmdline) if "=" in w).get(vlans.OPTION)
+    if value:  # the agent then does not listen for the same LLDP again
+        vlans.record_applied(value)
     state, left = applying.wait(plan, args.timeout, failed=applier.failed)
     for problem in plan.problems:
         say(f"ignored {problem}")

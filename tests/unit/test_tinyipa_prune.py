@@ -27,6 +27,7 @@ from oslo_utils import fileutils
 from oslo_concurrency import processutils
 from oslo_config import cfg
 import yaml
+import ironic_python_agent.hardware_managers.nvidia.nvidia_fw_update
 """
 # Built into Debian's python3.11 (the image's), so lib-dynload/ has no file to prune.
 DEBIAN_BUILTIN = {"pyexpat"}

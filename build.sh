@@ -36,11 +36,13 @@ need_python() {
     fi
 }
 
-# make_venv DIR ARGS...: a venv at DIR with `pip install ARGS` done once per change of ARGS.
+# make_venv DIR ARGS...: a venv at DIR with `pip install ARGS` done once per change of ARGS
+# (and of the files they name: pyproject.toml for -e TOP, requirement files for -r).
 make_venv() {
     local dir=$1; shift
     local stamp="$dir/.lean-ipa-stamp" want
-    want=$(printf '%s\n' "$@" | sha256sum | cut -c1-16)
+    want=$({ printf '%s\n' "$@"; cat "$TOP/pyproject.toml" "$TOP/tests/requirements.txt"; } \
+        | sha256sum | cut -c1-16)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
     if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then need_host wheel; fi
     [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir" >&2

@@ -53,6 +53,8 @@ make_venv() {
 
 # The agent wheel, built from this checkout; every image installs this one.
 cmd_wheel() {
+    # One at a time (builds run together share the venv and out/dist).
+    mkdir -p "$CACHE" && exec 9>"$CACHE/.wheel.lock" && flock 9
     make_venv "$CACHE/venv-build" build
     rm -rf "$OUT/dist" && mkdir -p "$OUT/dist"
     "$CACHE/venv-build/bin/python" -m build --wheel --outdir "$OUT/dist" "$TOP" >"$OUT/dist/build.log" 2>&1 \

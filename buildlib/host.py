@@ -13,6 +13,7 @@ venv, no imports from this checkout), as the first thing on a fresh machine.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -101,13 +102,17 @@ def apt_install(packages: list[str], why: str, cache: Path | None = None) -> Non
                         f"sudo apt-get install {' '.join(packages)}")
     print(f"{why}: installing host packages: {' '.join(packages)}", file=sys.stderr, flush=True)
     stamp = (cache or Path(os.environ.get("CACHE", HERE.parent / ".cache"))) / ".apt-updated"
-    if not stamp.exists() or time.time() - stamp.stat().st_mtime > 6 * 3600:
-        subprocess.run([*APT, "update", "-q"], check=True, stdout=sys.stderr)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.touch()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run([*APT, "install", "-y", "-q", "--no-install-recommends", *packages],
-                          env=env, stdout=sys.stderr, check=False)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    # One apt run at a time: builds started together (the test suite's background
+    # builds) would otherwise meet apt-get update's lists lock, which does not wait.
+    with open(stamp.with_name(".apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or time.time() - stamp.stat().st_mtime > 6 * 3600:
+            subprocess.run([*APT, "update", "-q"], check=True, stdout=sys.stderr)
+            stamp.touch()
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        done = subprocess.run([*APT, "install", "-y", "-q", "--no-install-recommends",
+                               *packages], env=env, stdout=sys.stderr, check=False)
     if done.returncode != 0:
         raise HostError(f"{why}: apt-get install {' '.join(packages)} failed "
                         f"(exit {done.returncode})")

@@ -64,7 +64,11 @@ def build(ctx: Context) -> None:
         wheels = [Path(w) for w in found if w.endswith(".whl")]
         if len(wheels) != 1:
             raise BuildError(f"./build.sh wheel gave {found}, expected one wheel")
-        ctx.wheel = wheels[0]
+        # Copied aside at once: another build may be rebuilding out/dist meanwhile.
+        ctx.wheel = ctx.cache / "dib-wheel" / wheels[0].name
+        shutil.rmtree(ctx.wheel.parent, ignore_errors=True)
+        ctx.wheel.parent.mkdir(parents=True)
+        shutil.copyfile(wheels[0], ctx.wheel)
         notes.append(ctx.wheel.name)
     inputs = input_lines(ctx)
     stamp = ctx.out / ".inputs"

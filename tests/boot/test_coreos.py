@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import prebuild
 from tests.boot.agent_checks import (AgentAPI, check_booted_agent, finalize_rescue,
                                      lookup_and_heartbeat, rescue_ssh)
 from tests.boot.qemu import Guest, GuestSpec
@@ -28,12 +29,11 @@ DISK_SERIAL = "lean-ipa-disk0"
 
 
 def build(*args: str) -> None:
-    proc = subprocess.run([str(TOP / "build.sh"), "coreos", *args], cwd=TOP, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800)
+    proc = prebuild.build("coreos", *args)  # started with the session when args are none
     if proc.returncode != 0:
         log = IMAGE / "build.log"
         tail = log.read_text()[-4000:] if log.exists() else ""
-        pytest.fail(f"./build.sh coreos {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n"
+        pytest.fail(f"./build.sh coreos {' '.join(args)} failed:\n{proc.output[-3000:]}\n"
                     f"--- build.log tail ---\n{tail}")
 
 

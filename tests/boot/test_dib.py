@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests import prebuild
 from tests.boot.agent_checks import (AGENT_PORT, AgentAPI, agent_status, finalize_rescue,
                                      hardware_inventory, rescue_ssh, virtio_disk)
 from tests.boot.qemu import Guest
@@ -43,12 +44,11 @@ DISK_SIZE = 3 << 30
 @pytest.fixture(scope="session")
 def dib_image() -> tuple[Path, Path]:
     """out/dib/lean-ipa.{kernel,initramfs}; build.sh skips the build if nothing changed."""
-    proc = subprocess.run([str(TOP / "build.sh"), "dib"], cwd=TOP, text=True, timeout=1500,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = prebuild.build("dib")  # started in the background with the session
     if proc.returncode != 0:
         log = DIB / "build.log"
         tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-        pytest.fail(f"./build.sh dib failed:\n{proc.stdout[-3000:]}\n"
+        pytest.fail(f"./build.sh dib failed:\n{proc.output[-3000:]}\n"
                     f"--- build.log tail ---\n{tail}")
     kernel, initrd = DIB / "lean-ipa.kernel", DIB / "lean-ipa.initramfs"
     assert kernel.is_file() and initrd.is_file()

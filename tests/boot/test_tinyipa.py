@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -308,11 +309,18 @@ def test_boot_lookup_heartbeat_inventory(tinyipa_image: tuple[Path, Path],
             memory_mib=memory_mib, disk_size=DISK_SIZE, forward_ports=(9999, 22),
             append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
                     "ipa-insecure=1"))
+        if memory_mib == 512:  # a VLAN on the NIC named by its MAC, made before lookup
+            spec = dataclasses.replace(
+                spec, append=f"{spec.append} ipa-enable-vlan-interfaces={spec.mac}.100")
         with Guest(spec) as guest:
             beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300, heartbeat_timeout=180)
             assert beat.get("agent_version")
             api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
-            check_booted_agent(api, spec, check_serial=False)
+            inventory = check_booted_agent(api, spec, check_serial=False)
+            if memory_mib == 512:
+                vlans = [i for i in inventory["interfaces"]
+                         if i["name"].endswith(".100") and i["mac_address"] == spec.mac]
+                assert len(vlans) == 1, inventory["interfaces"]
 
             if memory_mib == 384:
                 # busybox poweroff only signals PID 1: /init must act on it.

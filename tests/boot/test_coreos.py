@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,7 @@ IMAGE = OUT / "coreos"
 NAME = "lean-ipa-coreos"
 DISK_SIZE = 2 << 30
 DISK_SERIAL = "lean-ipa-disk0"
+STATIC = "10.0.2.50"
 
 
 def build(*args: str) -> None:
@@ -158,10 +160,19 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory_rescue(
         spec = GuestSpec(
             name="coreos", kernel=kernel, initrd=initramfs, memory_mib=1536,
             disk_size=DISK_SIZE, disk_serial=DISK_SERIAL, forward_ports=(9999, 22),
-            append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
-                    "ipa-insecure=1"))
+            guest_address=STATIC)
+        # A static address (the NIC named by its MAC) that the container's
+        # lean-ipa-network gives the host before networkd starts; QEMU's DHCP
+        # would hand out 10.0.2.15.
+        ip = f"ip={STATIC}::10.0.2.2:255.255.255.0::{spec.mac.replace(':', '-')}:none"
+        spec.append = (f"console=ttyS0 panic=-1 {ip} "
+                       f"ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1")
         with Guest(spec) as guest:
             beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=600, heartbeat_timeout=300)
+            assert beat["callback_url"].split("://")[1].startswith(f"{STATIC}:"), beat
+            console = guest.console_path.read_text(errors="replace")
+            assert re.search(rf"lean-ipa-network: \S+ up {STATIC}/24", console), console[-3000:]
+            assert re.search(r"lean-ipa-network: systemd-networkd: \S+ unmanaged", console)
             api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token, timeout=180)
             # The agent's log lines come from inside the nspawn container.
             guest.wait_for_console(r"systemd-nspawn\[\d+\]: .*ironic_python_agent", 60)
@@ -177,3 +188,7 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory_rescue(
                               "id -u; sudo -n id -u").split() == ["1999", "0"]
             with pytest.raises(AssertionError, match="Permission denied"):
                 rescue_ssh(port, "not-the-password", "true", attempts=1)
+            # minutes after boot: networkd took no DHCP lease beside the static address
+            addresses = rescue_ssh(port, "coreos-rescue-pw", "ip -4 -o addr show scope global")
+            assert [line.split()[3] for line in addresses.splitlines()] == [f"{STATIC}/24"], \
+                addresses

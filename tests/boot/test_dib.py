@@ -99,6 +99,12 @@ def test_systemd_is_init_and_the_agent_is_enabled(dib_root: Path) -> None:
     wants = dib_root / "etc/systemd/system/multi-user.target.wants"
     assert (wants / "lean-ipa.service").is_symlink()
     assert (wants / "systemd-networkd.service").is_symlink()
+    system = dib_root / "etc/systemd/system"
+    # lean-ipa-network before networkd, and nothing else reading ip= (Debian enables
+    # the generator)
+    assert (system / "systemd-networkd.service.wants/lean-ipa-network.service").is_symlink()
+    assert os.readlink(system / "systemd-network-generator.service") == "/dev/null"
+    assert (dib_root / "opt/lean-ipa/bin/lean-ipa-network").exists()
     unit = (dib_root / "etc/systemd/system/lean-ipa.service").read_text()
     ordering = [line for line in unit.splitlines()
                 if line.split("=")[0] in ("After", "Wants", "Requires")]

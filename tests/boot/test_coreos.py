@@ -77,7 +77,10 @@ def test_host_layout_and_container(coreos_image: tuple[Path, Path], tmp_path: Pa
                    "usr/share/oem/host-config.yaml",
                    "etc/systemd/system/lean-ipa.service",
                    "etc/systemd/system/multi-user.target.wants/lean-ipa.service",
-                   "etc/systemd/network/80-lean-ipa-dhcp.network"):
+                   "etc/systemd/network/80-lean-ipa-dhcp.network",
+                   "etc/systemd/system/lean-ipa-network.service",
+                   "etc/systemd/system/systemd-networkd.service.wants/lean-ipa-network.service",
+                   "etc/systemd/system/systemd-network-generator.service"):
         assert needed in names, needed
     assert not any(n.startswith("etc/ssh/ssh_host_") for n in names)  # made at boot
     assert "etc/initrd-release" not in names  # systemd runs the initramfs as the system
@@ -93,7 +96,8 @@ def test_host_layout_and_container(coreos_image: tuple[Path, Path], tmp_path: Pa
     listing = subprocess.run(["unsquashfs", "-l", str(image)], capture_output=True,
                              check=True, text=True).stdout.split()
     inside = {n.removeprefix("squashfs-root/") for n in listing}
-    for program in ("usr/local/bin/ironic-python-agent", "usr/bin/python3.11",
+    for program in ("usr/local/bin/ironic-python-agent", "usr/local/bin/lean-ipa-network",
+                    "usr/bin/python3.11",
                     "usr/sbin/parted", "usr/sbin/sgdisk", "usr/bin/qemu-img",
                     "usr/sbin/mdadm", "usr/bin/lsblk", "usr/bin/udevadm", "usr/sbin/nvme",
                     "usr/bin/openssl", "usr/sbin/sfdisk"):

@@ -27,9 +27,11 @@ RENDERED: dict[str, str] = {
     "ssh-condition.conf.j2": "etc/systemd/system/ssh.service.d/lean-ipa.conf",
     "lean-ipa-rescue.path.j2": "etc/systemd/system/lean-ipa-rescue.path",
     "lean-ipa-rescue.service.j2": "etc/systemd/system/lean-ipa-rescue.service",
+    "lean-ipa-network.service.j2": "etc/systemd/system/lean-ipa-network.service",
 }
 
-# symlink inside the root -> its target: the units the host starts at boot
+# symlink inside the root -> its target: the units the host starts at boot (and
+# the ones it must not: masked, -> /dev/null)
 ENABLED: dict[str, str] = {
     "etc/systemd/system/multi-user.target.wants/lean-ipa.service":
         "/etc/systemd/system/lean-ipa.service",
@@ -43,6 +45,11 @@ ENABLED: dict[str, str] = {
         "/usr/lib/systemd/system/systemd-networkd.socket",
     "etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service":
         "/usr/lib/systemd/system/systemd-networkd-wait-online.service",
+    "etc/systemd/system/systemd-networkd.service.wants/lean-ipa-network.service":
+        "/etc/systemd/system/lean-ipa-network.service",
+    # lean-ipa-network applies ip= and tells networkd what it did; the generator would
+    # turn the same ip= into .network files of its own (a user's host may enable it).
+    "etc/systemd/system/systemd-network-generator.service": "/dev/null",
 }
 
 
@@ -101,6 +108,8 @@ def load_config(default_text: str, override_text: str | None = None) -> dict[str
         raise ConfigError(f"machine: {machine!r} must be letters, digits, '-' or '_'")
     if not isinstance(config["agent"].get("command"), list) or not config["agent"]["command"]:
         raise ConfigError("agent.command: must be a non-empty list (argv)")
+    if not isinstance(config.get("network_command"), list) or not config["network_command"]:
+        raise ConfigError("network_command: must be a non-empty list (argv)")
     return config
 
 

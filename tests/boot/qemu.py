@@ -83,6 +83,9 @@ class GuestSpec:
     disk_image: Path | None = None
     mac: str = field(default_factory=random_mac)
     forward_ports: tuple[int, ...] = (9999,)
+    # where hostfwd sends them: QEMU's default is its first DHCP address,
+    # 10.0.2.15; a guest with a static address (ip=...) needs that one here
+    guest_address: str = ""
     machine: str = ""                       # the architecture's (q35, virt) when empty
     arch: str = "x86_64"                    # or "arm64"
     extra_args: tuple[str, ...] = ()
@@ -115,7 +118,7 @@ class Guest:
         """The QEMU command line (forwards must be allocated)."""
         spec = self.spec
         qemu, machine, cpu, code, variables = SYSTEMS[spec.arch]
-        fwd = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}"
+        fwd = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-{spec.guest_address}:{guest}"
                        for guest, host in self.forwards.items())
         argv = [
             qemu,

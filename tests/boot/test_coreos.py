@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,7 @@ IMAGE = OUT / "coreos"
 NAME = "lean-ipa-coreos"
 DISK_SIZE = 2 << 30
 DISK_SERIAL = "lean-ipa-disk0"
+STATIC = "10.0.2.50"
 
 
 def build(*args: str) -> None:
@@ -75,7 +77,10 @@ def test_host_layout_and_container(coreos_image: tuple[Path, Path], tmp_path: Pa
                    "usr/share/oem/host-config.yaml",
                    "etc/systemd/system/lean-ipa.service",
                    "etc/systemd/system/multi-user.target.wants/lean-ipa.service",
-                   "etc/systemd/network/80-lean-ipa-dhcp.network"):
+                   "etc/systemd/network/80-lean-ipa-dhcp.network",
+                   "etc/systemd/system/lean-ipa-network.service",
+                   "etc/systemd/system/systemd-networkd.service.wants/lean-ipa-network.service",
+                   "etc/systemd/system/systemd-network-generator.service"):
         assert needed in names, needed
     assert not any(n.startswith("etc/ssh/ssh_host_") for n in names)  # made at boot
     assert "etc/initrd-release" not in names  # systemd runs the initramfs as the system
@@ -91,7 +96,8 @@ def test_host_layout_and_container(coreos_image: tuple[Path, Path], tmp_path: Pa
     listing = subprocess.run(["unsquashfs", "-l", str(image)], capture_output=True,
                              check=True, text=True).stdout.split()
     inside = {n.removeprefix("squashfs-root/") for n in listing}
-    for program in ("usr/local/bin/ironic-python-agent", "usr/bin/python3.11",
+    for program in ("usr/local/bin/ironic-python-agent", "usr/local/bin/lean-ipa-network",
+                    "usr/bin/python3.11",
                     "usr/sbin/parted", "usr/sbin/sgdisk", "usr/bin/qemu-img",
                     "usr/sbin/mdadm", "usr/bin/lsblk", "usr/bin/udevadm", "usr/sbin/nvme",
                     "usr/bin/openssl", "usr/sbin/sfdisk"):
@@ -158,10 +164,19 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory_rescue(
         spec = GuestSpec(
             name="coreos", kernel=kernel, initrd=initramfs, memory_mib=1536,
             disk_size=DISK_SIZE, disk_serial=DISK_SERIAL, forward_ports=(9999, 22),
-            append=(f"console=ttyS0 panic=-1 ipa-api-url=http://10.0.2.2:{ironic.port} "
-                    "ipa-insecure=1"))
+            guest_address=STATIC)
+        # A static address (the NIC named by its MAC) that the container's
+        # lean-ipa-network gives the host before networkd starts; QEMU's DHCP
+        # would hand out 10.0.2.15.
+        ip = f"ip={STATIC}::10.0.2.2:255.255.255.0::{spec.mac.replace(':', '-')}:none"
+        spec.append = (f"console=ttyS0 panic=-1 {ip} "
+                       f"ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1")
         with Guest(spec) as guest:
             beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=600, heartbeat_timeout=300)
+            assert beat["callback_url"].split("://")[1].startswith(f"{STATIC}:"), beat
+            console = guest.console_path.read_text(errors="replace")
+            assert re.search(rf"lean-ipa-network: \S+ up {STATIC}/24", console), console[-3000:]
+            assert re.search(r"lean-ipa-network: systemd-networkd: \S+ unmanaged", console)
             api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token, timeout=180)
             # The agent's log lines come from inside the nspawn container.
             guest.wait_for_console(r"systemd-nspawn\[\d+\]: .*ironic_python_agent", 60)
@@ -177,3 +192,7 @@ def test_boot_nspawn_agent_lookup_heartbeat_inventory_rescue(
                               "id -u; sudo -n id -u").split() == ["1999", "0"]
             with pytest.raises(AssertionError, match="Permission denied"):
                 rescue_ssh(port, "not-the-password", "true", attempts=1)
+            # minutes after boot: networkd took no DHCP lease beside the static address
+            addresses = rescue_ssh(port, "coreos-rescue-pw", "ip -4 -o addr show scope global")
+            assert [line.split()[3] for line in addresses.splitlines()] == [f"{STATIC}/24"], \
+                addresses

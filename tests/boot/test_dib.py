@@ -2,12 +2,16 @@
 """The diskimage-builder image (``./build.sh dib``) booted under QEMU (TCG).
 
 One guest, 1 vCPU and 1 GiB of RAM, a virtio NIC on user networking and a
-virtio disk: the agent started by systemd must look itself up in a fake Ironic
-on 127.0.0.1 (reached from the guest as 10.0.2.2) with the NIC's MAC, then
-heartbeat with a callback URL that works through ``hostfwd``: ``GET
-/v1/status`` answers and ``poll.get_hardware_info`` lists the virtio disk.
-Last, ``rescue.finalize_rescue`` (as Ironic sends it) makes an SSH login as
-``rescue`` with that password work (sudo to root included).
+virtio disk. The NIC gets a static address from ``ip=`` (its MAC in place of a
+name): lean-ipa-network configures it before systemd-networkd starts, and
+networkd must take no DHCP lease although QEMU offers one (10.0.2.15). The
+agent started by systemd must look itself up in a fake Ironic on 127.0.0.1
+(reached from the guest as 10.0.2.2) with the NIC's MAC, then heartbeat with
+a callback URL on 10.0.2.50 that works through ``hostfwd``: ``GET /v1/status``
+answers and ``poll.get_hardware_info`` lists the virtio disk. Last,
+``rescue.finalize_rescue`` (as Ironic sends it) makes an SSH login as
+``rescue`` with that password work (sudo to root included), and the guest
+shows 10.0.2.50 as its only IPv4 address.
 The serial console is kept under ``out/test-artifacts/dib/`` on failure.
 """
 
@@ -39,6 +43,7 @@ OUT = Path(os.environ.get("LEAN_IPA_OUT", TOP / "out"))
 DIB = OUT / "dib"
 DISK_SERIAL = "lean-ipa-dib-disk0"
 DISK_SIZE = 3 << 30
+STATIC = "10.0.2.50"  # QEMU's DHCP would give 10.0.2.15
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +99,12 @@ def test_systemd_is_init_and_the_agent_is_enabled(dib_root: Path) -> None:
     wants = dib_root / "etc/systemd/system/multi-user.target.wants"
     assert (wants / "lean-ipa.service").is_symlink()
     assert (wants / "systemd-networkd.service").is_symlink()
+    system = dib_root / "etc/systemd/system"
+    # lean-ipa-network before networkd, and nothing else reading ip= (Debian enables
+    # the generator)
+    assert (system / "systemd-networkd.service.wants/lean-ipa-network.service").is_symlink()
+    assert os.readlink(system / "systemd-network-generator.service") == "/dev/null"
+    assert (dib_root / "opt/lean-ipa/bin/lean-ipa-network").exists()
     unit = (dib_root / "etc/systemd/system/lean-ipa.service").read_text()
     ordering = [line for line in unit.splitlines()
                 if line.split("=")[0] in ("After", "Wants", "Requires")]
@@ -138,12 +149,19 @@ def dib(dib_image: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterato
     with FakeIronic() as ironic:
         spec = GuestSpec(
             name="dib", kernel=kernel, initrd=initrd, memory_mib=1024,
-            append=f"console=ttyS0 ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1",
-            disk_serial=DISK_SERIAL, disk_size=DISK_SIZE, forward_ports=(AGENT_PORT, 22))
+            disk_serial=DISK_SERIAL, disk_size=DISK_SIZE, forward_ports=(AGENT_PORT, 22),
+            guest_address=STATIC)
+        spec.append = (f"console=ttyS0 {static_ip(spec.mac)} "
+                       f"ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1")
         with Guest(spec) as guest:
             yield Booted(guest, ironic)
             if request.session.testsfailed > failed_before:
                 guest.keep_artefacts()
+
+
+def static_ip(mac: str) -> str:
+    """``ip=`` for the guest's NIC, named by its MAC (``-`` for ``:``)."""
+    return f"ip={STATIC}::10.0.2.2:255.255.255.0::{mac.replace(':', '-')}:none"
 
 
 def agent_api(dib: Booted) -> AgentAPI:
@@ -162,7 +180,10 @@ def test_heartbeat_with_a_callback_url(dib: Booted) -> None:
     assert beat.node_uuid == dib.ironic.node_uuid
     assert beat.body["agent_token"] == dib.ironic.agent_token
     url = urlsplit(beat.body["callback_url"])
-    assert url.scheme in ("http", "https") and url.hostname == "10.0.2.15"
+    assert url.scheme in ("http", "https") and url.hostname == STATIC
+    console = dib.guest.console_path.read_text(errors="replace")
+    assert re.search(rf"lean-ipa-network: \S+ up {STATIC}/24", console), console[-3000:]
+    assert re.search(r"lean-ipa-network: systemd-networkd: \S+ unmanaged", console)
 
 
 def test_status_through_hostfwd(dib: Booted) -> None:
@@ -184,3 +205,6 @@ def test_rescue_login_with_the_password(dib: Booted) -> None:
     assert rescue_ssh(port, "dib-rescue-pw", "id -u; sudo -n id -u").split() == ["1999", "0"]
     with pytest.raises(AssertionError, match="Permission denied"):
         rescue_ssh(port, "not-the-password", "true", attempts=1)
+    # minutes after boot: networkd took no DHCP lease beside the static address
+    addresses = rescue_ssh(port, "dib-rescue-pw", "ip -4 -o addr show scope global")
+    assert [line.split()[3] for line in addresses.splitlines()] == [f"{STATIC}/24"], addresses

@@ -76,10 +76,40 @@ def test_rescue_units_follow_the_machine() -> None:
             in units.ENABLED)
 
 
+def test_lean_ipa_network_runs_from_the_container_before_networkd() -> None:
+    """The host has no Python: the container's lean-ipa-network, on the host's network
+    (no --private-network), writes networkd's and resolved's files on the host."""
+    rendered = units.render_units(units.load_config(DEFAULTS, "machine: agent_1\n"))
+    unit = rendered["etc/systemd/system/lean-ipa-network.service"]
+    assert unit_options(unit, "DefaultDependencies") == ["no"]
+    assert "systemd-networkd.service" in unit_options(unit, "Before")[0].split()
+    assert "lean-ipa-container.service" in unit_options(unit, "After")[0].split()
+    assert unit_options(unit, "SuccessExitStatus") == ["3"]
+    argv = unit_options(unit, "ExecStart")[0].split()
+    assert argv[0] == "/usr/bin/systemd-nspawn" and "--private-network" not in argv
+    assert "--directory=/var/lib/machines/agent_1" in argv
+    for path in ("/run/systemd/network", "/run/systemd/resolved.conf.d",
+                 "/run/lean-ipa-network", "/dev", "/run/udev"):
+        assert f"--bind={path}" in argv, path
+    at = argv.index("/usr/local/bin/lean-ipa-network")
+    assert argv[at + 1:] == ["--networkd", "/run/systemd/network",
+                             "--resolved", "/run/systemd/resolved.conf.d"]
+    assert unit_options(unit, "Environment") == ["SYSTEMD_NSPAWN_API_VFS_WRITABLE=1"]
+    links = units.ENABLED
+    assert links["etc/systemd/system/systemd-networkd.service.wants/lean-ipa-network.service"] \
+        == "/etc/systemd/system/lean-ipa-network.service"
+    assert links["etc/systemd/system/systemd-network-generator.service"] == "/dev/null"
+    # every link configured by lean-ipa-network: no wait for a link networkd manages
+    wait = rendered["etc/systemd/system/systemd-networkd-wait-online.service.d/lean-ipa.conf"]
+    assert unit_options(wait, "ConditionPathExists") == [
+        "!/run/lean-ipa-network/networkd-idle"]
+
+
 @pytest.mark.parametrize("override, message", [
     ("colour: blue", "unknown keys colour"),
     ("machine: 'a b'", "machine"),
     ("agent: {command: []}", "agent.command"),
+    ("network_command: /usr/local/bin/x", "network_command"),
     ("binds: [relative/path]", "binds"),
     ("binds: ['/a:/b:rx']", "binds"),
     ("- a list", "mapping"),

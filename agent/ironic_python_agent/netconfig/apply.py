@@ -108,8 +108,11 @@ class Applier:
     def __init__(self, plan: Plan, *, runner: Runner = run,
                  sys_class_net: Path = Path("/sys/class/net"),
                  proc_sys_net: Path = Path("/proc/sys/net"),
-                 resolv_conf: Path = Path("/etc/resolv.conf"), run_dir: Path = Path("/run"),
-                 clients: dict[str, str] | None = None) -> None:
+                 resolv_conf: Path | None = Path("/etc/resolv.conf"),
+                 run_dir: Path = Path("/run"), clients: dict[str, str] | None = None,
+                 start_dhcp: bool = True) -> None:
+        # resolv_conf None: the nameservers go elsewhere (systemd-resolved);
+        # start_dhcp False: systemd-networkd runs the plan's DHCP (see .networkd)
         self.plan = plan
         self.runner = runner
         self.net = sys_class_net
@@ -117,6 +120,7 @@ class Applier:
         self.resolv = resolv_conf
         self.run_dir = run_dir
         self.clients = dhcp_clients() if clients is None else clients
+        self.start_dhcp = start_dhcp
         self.failed: set[str] = set()
         self.v6: set[str] = set()
 
@@ -266,12 +270,12 @@ class Applier:
                 self.ip(*argv)
             except _StepFailed as exc:
                 self.problem(f"{route.link} route {route.destination}", str(exc))
-        if plan.nameservers:
+        if plan.nameservers and self.resolv is not None:
             try:
                 self.resolv.write_text("".join(f"nameserver {n}\n" for n in plan.nameservers))
             except OSError as exc:
                 self.problem("nameservers", f"writing {self.resolv}: {exc}")
-        for item in plan.dhcp:
+        for item in plan.dhcp if self.start_dhcp else ():
             if item.link in self.failed:
                 continue
             argv = dhcp_argv(item, self.clients, str(self.run_dir))

@@ -3,11 +3,16 @@
 
 Exit status: 0 configured; 3 nothing to configure (or nothing came up), so
 the image's own DHCP on every interface runs as before; 2 bad usage.
+
+With ``--networkd DIR`` (the dib and coreos images) it runs before
+systemd-networkd, leaves the plan's DHCP to it and writes ``DIR/*.network``
+so that networkd keeps its hands off the rest (:mod:`.networkd`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -16,6 +21,7 @@ from pathlib import Path
 
 from ironic_python_agent import vlans
 from ironic_python_agent.netconfig import apply as applying
+from ironic_python_agent.netconfig import networkd
 from ironic_python_agent.netconfig.kernel_args import plan_from_kernel_args, tokens
 from ironic_python_agent.netconfig.network_data import parse, plan_from_network_data
 from ironic_python_agent.netconfig.plan import Dhcp, Link, Plan, vlan_name
@@ -23,6 +29,9 @@ from ironic_python_agent.netconfig.plan import Dhcp, Link, Plan, vlan_name
 LOG = logging.getLogger("lean-ipa-network")
 EXIT_DHCP = 3
 NETWORK_DATA = "openstack/latest/network_data.json"
+# Written with --networkd when networkd manages no link: the images' wait for a
+# networkd link (systemd-networkd-wait-online) is skipped, it would only time out.
+NETWORKD_IDLE = Path("/run/lean-ipa-network/networkd-idle")
 
 
 def say(text: str) -> None:
@@ -99,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the addresses (default 30)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument("--networkd", metavar="DIR", type=Path,
+                        help="systemd-networkd runs next: leave the plan's DHCP to it and "
+                        "write DIR/*.network (e.g. /run/systemd/network) that keep it off "
+                        "everything else")
+    parser.add_argument("--resolved", metavar="DIR", type=Path,
+                        help="write the nameservers as a systemd-resolved drop-in in DIR "
+                        "(e.g. /run/systemd/resolved.conf.d), not to /etc/resolv.conf")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="lean-ipa-network: %(message)s")
     try:
@@ -127,24 +143,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in plan.problems:
             say(f"ignored {problem}")
         return EXIT_DHCP
-    applier = applying.Applier(plan)
+    applier = applying.Applier(plan, start_dhcp=args.networkd is None,
+                               resolv_conf=None if args.resolved else Path("/etc/resolv.conf"))
     applier.apply()
     value = dict(w.partition("=")[::2] for w in tokens(cmdline) if "=" in w).get(vlans.OPTION)
     if value:  # the agent then does not listen for the same LLDP again
         vlans.record_applied(value)
-    state, left = applying.wait(plan, args.timeout, failed=applier.failed)
+    state, left = applying.wait(waited_for(plan, args.networkd is not None), args.timeout,
+                                failed=applier.failed)
     for problem in plan.problems:
         say(f"ignored {problem}")
     for item in left:
         say(f"still waiting for {item} after {args.timeout:g} s")
     for line in applying.summary(state):
         say(line)
-    if plan.dhcp_everywhere:
-        return EXIT_DHCP
-    if not any(info["addrs"] for info in state.values()) and not plan.dhcp:
+    if not plan.dhcp_everywhere and not any(info["addrs"] for info in state.values()) \
+            and not plan.dhcp:
         say("no interface has an address: falling back to DHCP on every interface")
         return EXIT_DHCP
-    return 0
+    if args.networkd is not None:
+        hand_over(plan, args.networkd, NETWORKD_IDLE)
+    if args.resolved is not None and plan.nameservers:
+        write_file(args.resolved / networkd.RESOLVED, networkd.resolved_conf(plan.nameservers))
+    return EXIT_DHCP if plan.dhcp_everywhere else 0
+
+
+def waited_for(plan: Plan, by_networkd: bool) -> Plan:
+    """What lean-ipa-network itself waits for: with networkd, not what networkd does
+    after it (DHCP, and router advertisements on the links it manages)."""
+    if not by_networkd:
+        return plan
+    roles = networkd.roles(plan)
+    return dataclasses.replace(plan, dhcp=[], slaac=[
+        s for s in plan.slaac if roles.get(s) != networkd.MANAGED])
+
+
+def hand_over(plan: Plan, directory: Path, idle_marker: Path) -> None:
+    """The plan's .network files for networkd, and the marker when it has nothing to do."""
+    for name, text in networkd.files(plan).items():
+        write_file(directory / name, text)
+    say(f"systemd-networkd: {', '.join(f'{n} {r}' for n, r in networkd.roles(plan).items())}"
+        + ("" if plan.dhcp_everywhere else "; every other interface unmanaged"))
+    if networkd.networkd_idle(plan):
+        write_file(idle_marker, " ".join(li.name for li in plan.links) + "\n")
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write *path* whole (a reader never sees half a file); an error is said, not raised."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        say(f"cannot write {path}: {exc}")
 
 
 def describe(plan: Plan) -> list[str]:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 IPA_NAME = "ironic-python-agent"
+ARM64_IMAGE_MAGIC = b"ARM\x64"   # at offset 56 of an arm64 kernel Image
 
 
 def sha256(path: Path) -> str:
@@ -60,6 +62,19 @@ def publish(out: Path, name: str, manifest: Sequence[str]) -> None:
     """<name>.manifest and sha256sums for <name>.kernel and <name>.initramfs."""
     write_manifest(out, name, manifest)
     update_sums(out, [f"{name}.kernel", f"{name}.initramfs"])
+
+
+def write_kernel(vmlinuz: Path, dest: Path) -> None:
+    """<name>.kernel as shipped: an x86_64 bzImage as it is; Debian's arm64 vmlinuz
+    is the plain Image (~33 MB), gzip'd (~11 MB), as other distributions ship
+    theirs: GRUB, iPXE and QEMU's -kernel unpack it. (tinyipa's kernel_file does
+    the same.)"""
+    data = vmlinuz.read_bytes()
+    if data[56:60] == ARM64_IMAGE_MAGIC:
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(dest)
 
 
 def _place(src: Path, dest: Path) -> None:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buildlib import host, modules, options, outputs, programs
+from buildlib import arch as arches
+from buildlib import emulation, host, modules, options, outputs, programs
 from coreos import container, kernel, units
 from coreos.runner import BuildError, Runner
 
@@ -43,9 +44,10 @@ DPKG_OPTIONS = ("force-unsafe-io", "path-exclude=/usr/share/man/*", "path-exclud
 # rootfs trees at the end of mmdebstrap (~50 MB of perl).
 PURGE = ("usrmerge", "libfile-find-rule-perl", "libnumber-compare-perl", "libtext-glob-perl",
          "perl", "perl-modules-5.36", "libperl5.36", "apt")
-# Never needed on the running host: package tooling leftovers.
-HOST_PRUNE = ("usr/share/perl", "usr/share/perl5", "usr/lib/x86_64-linux-gnu/perl",
-              "usr/lib/x86_64-linux-gnu/perl-base", "var/cache/apt", "var/lib/apt/lists",
+# Never needed on the running host: package tooling leftovers (<triplet>: the
+# architecture's library directory, x86_64-linux-gnu or aarch64-linux-gnu).
+HOST_PRUNE = ("usr/share/perl", "usr/share/perl5", "usr/lib/<triplet>/perl",
+              "usr/lib/<triplet>/perl-base", "var/cache/apt", "var/lib/apt/lists",
               "usr/share/bash-completion", "usr/share/zsh", "usr/share/lintian",
               "usr/share/common-licenses", "usr/lib/apt", "var/log")
 
@@ -102,6 +104,14 @@ class Context:
     def work(self) -> Path:
         return self.cache / "coreos"
 
+    @property
+    def arch(self) -> arches.Arch:
+        return arches.get(self.common.arch if self.common else arches.DEFAULT)
+
+    def cached(self, kind: str, key: str, suffix: str = "") -> Path:
+        """A cache entry's path: <kind>[-arm64]-<key><suffix> (x86_64's as before)."""
+        return self.work / f"{kind}{self.arch.suffix}-{key}{suffix}"
+
 
 def build(ctx: Context) -> None:
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -109,6 +119,7 @@ def build(ctx: Context) -> None:
     ctx.runner = Runner(ctx.out / "build.log")
     ctx.runner.say(f"building {ctx.name} into {ctx.out} (log: {ctx.out / 'build.log'})")
     load_host_config(ctx)
+    prepare_emulation(ctx)
     start_host_rootfs(ctx)
     try:
         build_stages(ctx)
@@ -183,6 +194,20 @@ def publish(tmp: Path, final: Path) -> Path:
 # -- stages -------------------------------------------------------------------------------
 
 
+def prepare_emulation(ctx: Context) -> None:
+    """Another architecture's trees run their programs here through qemu-user
+    (buildlib/emulation.py): mmdebstrap's maintainer scripts, the container's RUN."""
+    if ctx.arch.native:
+        return
+    with ctx.runner.step("emulation") as notes:
+        try:
+            host.ensure(["emulation"])
+        except host.HostError as exc:
+            raise BuildError(str(exc)) from None
+        emulation.ensure(ctx.arch, ctx.runner.note)
+        notes.append(f"{ctx.arch.machine} programs run through {ctx.arch.emulator}")
+
+
 def load_host_config(ctx: Context) -> None:
     override = ctx.host_config.read_text() if ctx.host_config else None
     ctx.config = units.load_config((HERE / "host-config.yaml").read_text(), override)
@@ -211,12 +236,13 @@ def fetch_wheels(ctx: Context) -> None:
             requires = sorted(line for line in whl.read(meta).decode().splitlines()
                               if line.startswith("Requires-Dist:") and "extra ==" not in line)
         extra = extra_python(ctx)
-        ctx.keys["wheels"] = key = digest(*requires, *extra, "extra.txt", *container.PLATFORMS)
-        final = ctx.work / f"wheels-{key}"
+        platforms = ctx.arch.wheel_platforms()
+        ctx.keys["wheels"] = key = digest(*requires, *extra, "extra.txt", *platforms)
+        final = ctx.cached("wheels", key)
         if not final.exists() or ctx.rebuild:
             tmp = Path(tempfile.mkdtemp(prefix="wheels.", dir=ctx.work))
-            ctx.runner.run([*container.pip_download(pip_python(ctx), tmp), ctx.wheel, "pip",
-                            *extra])
+            ctx.runner.run([*container.pip_download(pip_python(ctx), tmp, platforms),
+                            ctx.wheel, "pip", *extra])
             # The Containerfile installs these beside the agent.
             (tmp / "extra.txt").write_text("".join(f"{r}\n" for r in extra))
             for old in tmp.glob("lean_ipa-*.whl"):
@@ -241,7 +267,12 @@ def pip_python(ctx: Context) -> str:
 def mmdebstrap(ctx: Context, packages: list[str], target: Path,
                runner: Runner | None = None) -> None:
     argv: list[str | Path] = ["mmdebstrap", "--variant=minbase", "--format=tar",
+                              f"--architectures={ctx.arch.debian}",
                               "--include=" + ",".join(packages)]
+    if not ctx.arch.native:
+        # prepare_emulation has run an arm64 program in a chroot: what
+        # mmdebstrap's check (with arch-test, not installed) would find out.
+        argv.append("--skip=check/qemu")
     argv += [f"--aptopt={o}" for o in APT_OPTIONS]
     argv += [f"--dpkgopt={o}" for o in DPKG_OPTIONS]
     argv.append('--customize-hook=chroot "$1" dpkg --purge --force-depends ' + " ".join(PURGE))
@@ -266,7 +297,7 @@ def make_container_rootfs(ctx: Context) -> None:
         packages = container_packages(ctx.extra_hardware)
         ctx.keys["container-rootfs"] = key = digest(
             ctx.suite, ctx.sources, *packages, *APT_OPTIONS, *DPKG_OPTIONS, *PURGE)
-        final = ctx.work / f"container-rootfs-{key}.tar"
+        final = ctx.cached("container-rootfs", key, ".tar")
         if not final.exists() or ctx.rebuild:
             tmp = final.with_suffix(".tmp.tar")
             mmdebstrap(ctx, packages, tmp)
@@ -280,7 +311,7 @@ def make_container_image(ctx: Context) -> None:
         ctx.keys["container"] = key = digest(
             HERE / "Containerfile", ctx.keys["container-rootfs"], ctx.keys["wheels"],
             ctx.keys["wheel"])
-        final = ctx.work / f"container-{key}.squashfs"
+        final = ctx.cached("container", key, ".squashfs")
         if not final.exists() or ctx.rebuild:
             engine = container.pick_engine(ctx.engine, ctx.work / "containers",
                                            install=install_engine, log=ctx.runner.say)
@@ -291,8 +322,10 @@ def make_container_image(ctx: Context) -> None:
                 shutil.copyfile(ctx.wheel, context / "wheels" / ctx.wheel.name)
                 shutil.copyfile(HERE / "Containerfile", context / "Containerfile")
                 squashfs = final.with_suffix(".tmp")
-                container.build_and_export(ctx.runner, engine, ctx.work / "containers",
-                                           context, f"localhost/lean-ipa-agent:{key}", squashfs)
+                container.build_and_export(
+                    ctx.runner, engine, ctx.work / "containers", context,
+                    f"localhost/lean-ipa-agent:{key}{ctx.arch.suffix}", squashfs,
+                    platform=None if ctx.arch.native else f"linux/{ctx.arch.debian}")
             publish(squashfs, final)
             ctx.runner.note(f"container image built with {engine}")
         ctx.container_image = final
@@ -335,7 +368,7 @@ def start_host_rootfs(ctx: Context) -> None:
     packages = read_list(HERE / "packages-host.txt")
     ctx.keys["host-rootfs"] = key = digest(
         ctx.suite, ctx.sources, *packages, *APT_OPTIONS, *DPKG_OPTIONS, *PURGE)
-    ctx.host_rootfs = final = ctx.work / f"host-rootfs-{key}.tar"
+    ctx.host_rootfs = final = ctx.cached("host-rootfs", key, ".tar")
     if final.exists() and not ctx.rebuild:
         return
     runner = Runner(ctx.out / "host-rootfs.log")
@@ -358,7 +391,11 @@ def make_host_rootfs(ctx: Context) -> None:
 
 
 def fetch_kernel(ctx: Context) -> None:
-    """Debian's current linux-image-amd64 kernel package, downloaded on the host."""
+    """Debian's current linux-image-<arch> kernel package, downloaded on the host
+    (the signed one: linux-image-amd64 and linux-image-arm64 depend on it)."""
+    if not ctx.arch.native:
+        fetch_foreign_kernel(ctx)
+        return
     with ctx.runner.stage("kernel package"):
         depends = ctx.runner.run(["apt-cache", "depends", "linux-image-amd64"], capture=True)
         image = next((line.split(":", 1)[1].strip() for line in depends.splitlines()
@@ -378,6 +415,23 @@ def fetch_kernel(ctx: Context) -> None:
             ctx.runner.run(["apt-get", "download", "-q", image], cwd=debs)
             found = sorted(debs.glob(f"{image}_*.deb"))
         ctx.kernel_deb = found[-1]
+        ctx.runner.note(f"kernel package: {ctx.kernel_deb.name}")
+
+
+def fetch_foreign_kernel(ctx: Context) -> None:
+    """linux-image-arm64's kernel package, through an apt of its own for that
+    architecture (tinyipa/debs.py: the host's apt knows its own architecture only)."""
+    from tinyipa.debs import Apt
+
+    with ctx.runner.stage(f"kernel package ({ctx.arch.debian})"):
+        meta = f"linux-image-{ctx.arch.debian}"
+        apt = Apt(ctx.work, ctx.suite, ctx.runner, arch=ctx.arch.debian)
+        apt.update()
+        plan = apt.resolve([meta])
+        name = kernel.image_package([p.name for p in plan], ctx.arch.debian)
+        if name is None:
+            raise BuildError(f"{meta} depends on no linux-image-<version>-{ctx.arch.debian}")
+        ctx.kernel_deb = apt.download([p for p in plan if p.name == name])[0]
         ctx.runner.note(f"kernel package: {ctx.kernel_deb.name}")
 
 
@@ -402,10 +456,10 @@ def install_oem(ctx: Context, root: Path) -> None:
         (root / link).symlink_to(target)
 
 
-def configure_host(root: Path) -> None:
+def configure_host(root: Path, triplet: str = arches.ARCHES[arches.DEFAULT].triplet) -> None:
     """What a systemd that runs straight from the initramfs needs, and less bulk."""
     for rel in HOST_PRUNE:
-        shutil.rmtree(root / rel, ignore_errors=True)
+        shutil.rmtree(root / rel.replace("<triplet>", triplet), ignore_errors=True)
     (root / "var/log").mkdir(parents=True, exist_ok=True)
     (root / "init").unlink(missing_ok=True)
     # No /etc/initrd-release: systemd runs the initramfs as the real system.
@@ -443,10 +497,11 @@ def make_host_initramfs(ctx: Context) -> None:
             root.mkdir()
             ctx.runner.run(["tar", "-x", "-p", "--numeric-owner", "-f", ctx.host_rootfs,
                             "-C", root])
-            configure_host(root)
+            configure_host(root, ctx.arch.triplet)
             version = kernel.install_kernel(
                 ctx.runner, ctx.kernel_deb, root, ctx.out / f"{ctx.name}.kernel",
-                ctx.common.extra_modules if ctx.common else ())
+                ctx.common.extra_modules if ctx.common else (),
+                names=modules.selection(arch=ctx.arch.name).names)
             if ctx.common is not None and ctx.common.password_hash:
                 set_root_password(root, ctx.common.password_hash)
             ctx.keys["kernel-version"] = version
@@ -539,7 +594,7 @@ def parse_args(argv: list[str]) -> Context:
                         help="initrd of that host; the OEM content is appended as a cpio")
     options.add_extra_hardware(parser)
     args = parser.parse_args(argv)
-    common = options.common(parser, args, "coreos")
+    common = options.common(parser, args, "coreos", supported=("x86_64", "arm64"))
     if (args.host_kernel is None) != (args.host_initrd is None):
         parser.error("--host-kernel and --host-initrd go together")
     for path in (args.host_config, args.authorized_keys, args.host_kernel, args.host_initrd):

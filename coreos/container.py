@@ -12,26 +12,29 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from buildlib.arch import ARCHES, DEFAULT
 from buildlib.log import run
 from coreos.runner import BuildError, Runner
 
 ENGINES = ("buildah", "podman", "docker")
-# The wheels must suit Debian bookworm's CPython 3.11 on x86_64 (glibc 2.36).
-PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{n}_x86_64" for n in range(17, 37)))
+# The wheels must suit Debian bookworm's CPython 3.11 (glibc 2.36) on the image's
+# architecture: x86_64's tags by default (buildlib/arch.py, wheel_platforms).
+PLATFORMS = tuple(ARCHES[DEFAULT].wheel_platforms())
 # zstd level 3: 8% bigger than level 15 and 14x faster to make (5 s vs 67 s here).
 SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "3", "-b", "1M", "-noappend",
                     "-quiet", "-no-progress")
 
 
-def pip_download(python: str, dest: Path) -> list[str]:
-    """argv prefix: ``pip download`` of binary wheels for the container's Python."""
+def pip_download(python: str, dest: Path, platforms: Sequence[str] = PLATFORMS) -> list[str]:
+    """argv prefix: ``pip download`` of binary wheels for the container's Python
+    (on *platforms*: pure-Python ones or those built for the image's CPU)."""
     argv = [python, "-m", "pip", "download", "-q", "--dest", os.fspath(dest),
             "--only-binary=:all:", "--python-version", "3.11",
             "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
-    for platform in PLATFORMS:
+    for platform in platforms:
         argv += ["--platform", platform]
     return argv
 
@@ -95,11 +98,15 @@ def storage_options(engine: str, storage: Path) -> list[str]:
 
 
 def build_and_export(runner: Runner, engine: str, storage: Path, context: Path, tag: str,
-                     squashfs: Path) -> None:
-    """Build the image from ``context`` and write its flattened rootfs as ``squashfs``."""
+                     squashfs: Path, platform: str | None = None) -> None:
+    """Build the image from ``context`` and write its flattened rootfs as ``squashfs``.
+
+    *platform* (``linux/arm64``) builds for another architecture: its RUN steps
+    run through qemu-user (buildlib/emulation.py), and the image says so.
+    """
     opts = storage_options(engine, storage)
     build = [engine, *opts, "build", "--file", os.fspath(context / "Containerfile"),
-             "--tag", tag]
+             "--tag", tag, *(["--platform", platform] if platform else [])]
     if engine != "docker":
         build += ["--isolation", "chroot", "--layers=false"]
     runner.run([*build, context])

@@ -9,12 +9,13 @@ rebuilds the indexes for the pruned tree.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from buildlib import modules
+from buildlib import modules, outputs
 from coreos.runner import BuildError, Runner
 
 # The selection is buildlib/kernel-modules.toml's: whole trees (prefixes relative to
@@ -58,11 +59,21 @@ def select_modules(deps: Mapping[str, Iterable[str]], prefixes: Iterable[str],
     return wanted
 
 
+def image_package(names: Iterable[str], debian_arch: str) -> str | None:
+    """Of the packages apt plans for linux-image-<arch>, the kernel package itself:
+    linux-image-6.1.0-28-arm64 (the signed one; not -unsigned, not the meta package)."""
+    pattern = re.compile(rf"linux-image-\d\S*-{re.escape(debian_arch)}")
+    return next((n for n in names if pattern.fullmatch(n)), None)
+
+
 def install_kernel(runner: Runner, deb: Path, root: Path, kernel_out: Path,
-                   extra_modules: Iterable[str] = ()) -> str:
+                   extra_modules: Iterable[str] = (),
+                   names: Iterable[str] = MODULE_NAMES) -> str:
     """Unpack a linux-image .deb: vmlinuz to ``kernel_out``, pruned modules into ``root``.
 
-    Returns the kernel version (the modules directory name).
+    *names* are the modules kept outside the kept trees (the architecture's
+    selection: buildlib/modules.py). Returns the kernel version (the modules
+    directory name).
     """
     with tempfile.TemporaryDirectory(prefix="lean-ipa-kernel-") as tmp:
         unpacked = Path(tmp)
@@ -71,14 +82,14 @@ def install_kernel(runner: Runner, deb: Path, root: Path, kernel_out: Path,
         if len(versions) != 1:
             raise BuildError(f"{deb.name}: expected one module tree, found {versions}")
         version = versions[0]
-        shutil.copyfile(unpacked / f"boot/vmlinuz-{version}", kernel_out)
+        outputs.write_kernel(unpacked / f"boot/vmlinuz-{version}", kernel_out)
         src = unpacked / "lib/modules" / version
         dest = root / "usr/lib/modules" / version
         # The package has no indexes (its postinst makes them): make modules.dep.
         runner.run(["depmod", "--basedir", unpacked, version])
         deps = parse_modules_dep((src / "modules.dep").read_text())
         keep = select_modules(deps, MODULE_PREFIXES, MODULE_EXCLUDES,
-                              (*MODULE_NAMES, *extra_modules))
+                              (*names, *extra_modules))
         found = {module_name(m) for m in keep}
         if (src / "modules.builtin").exists():
             found |= {module_name(m) for m in (src / "modules.builtin").read_text().split()}

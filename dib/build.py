@@ -20,7 +20,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buildlib import modules, options, outputs
+from buildlib import arch as arches
+from buildlib import emulation, host, modules, options, outputs
 from buildlib.log import BuildError, Log
 
 TOP = Path(__file__).resolve().parents[1]
@@ -50,6 +51,10 @@ class Context:
     def name(self) -> str:
         return self.common.name
 
+    @property
+    def arch(self) -> arches.Arch:
+        return arches.get(self.common.arch)
+
 
 def build(ctx: Context) -> None:
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +75,14 @@ def build(ctx: Context) -> None:
         ctx.wheel.parent.mkdir(parents=True)
         shutil.copyfile(wheels[0], ctx.wheel)
         notes.append(ctx.wheel.name)
+    if not ctx.arch.native:
+        with ctx.log.step("emulation") as notes:
+            try:
+                host.ensure(["emulation"])
+            except host.HostError as exc:
+                raise BuildError(str(exc)) from None
+            emulation.ensure(ctx.arch, ctx.log.info)
+            notes.append(f"{ctx.arch.machine} programs run through {ctx.arch.emulator}")
     inputs = input_lines(ctx)
     stamp = ctx.out / ".inputs"
     if (not ctx.common.rebuild and stamp.exists() and stamp.read_text() == inputs
@@ -84,6 +97,8 @@ def build(ctx: Context) -> None:
             old.unlink(missing_ok=True)
     with ctx.log.step(f"disk-image-create ({ctx.common.release})", announce=True):
         disk_image_create(ctx)
+    # an arm64 Image (33 MB) shipped gzip'd, as tinyipa's and coreos' (GRUB, iPXE unpack it)
+    outputs.write_kernel(ctx.out / f"{ctx.name}.kernel", ctx.out / f"{ctx.name}.kernel")
     with ctx.log.step("checksums and manifest") as notes:
         dib_manifest = ctx.out / f"{ctx.name}.manifest"
         inside = dib_manifest.read_text().splitlines() if dib_manifest.exists() else []
@@ -175,7 +190,7 @@ def disk_image_create(ctx: Context) -> None:
     c = ctx.common
     secrets: list[Path] = []
     env = {**os.environ}
-    selection = modules.selection()
+    selection = modules.selection(arch=c.arch)
     mirror_url = mirror()
     env.update({
         "ELEMENTS_PATH": str(ELEMENTS), "DIB_RELEASE": c.release,
@@ -195,6 +210,7 @@ def disk_image_create(ctx: Context) -> None:
         "DIB_LEAN_IPA_ROOT_PASSWORD_HASH_FILE": "",
         "PATH": f"{ctx.venv / 'bin'}:{os.environ.get('PATH', '')}",
     })
+    env.update(arch_environment(ctx.arch, env.get("DIB_MMDEBSTRAP_EXTRA_ARGS", "")))
     (ctx.cache / "image-create").mkdir(parents=True, exist_ok=True)
     try:
         if c.ssh_keys:
@@ -216,6 +232,20 @@ def disk_image_create(ctx: Context) -> None:
     finally:
         for secret in secrets:
             secret.unlink(missing_ok=True)
+
+
+def arch_environment(arch: arches.Arch, mmdebstrap_args: str = "") -> dict[str, str]:
+    """What tells diskimage-builder the image's architecture: ``ARCH`` (dpkg's name;
+    debian-minimal picks linux-image-<ARCH> by it, debootstrap --arch), the wheels'
+    platform tags for the agent element, and for another architecture than the
+    host's, mmdebstrap without its arch-test check (emulation.ensure has run an
+    arm64 program in a chroot already)."""
+    env = {"ARCH": arch.debian}
+    if not arch.native:
+        env["DIB_LEAN_IPA_WHEEL_PLATFORMS"] = " ".join(arch.wheel_platforms())
+        if "--skip=check/qemu" not in mmdebstrap_args:
+            env["DIB_MMDEBSTRAP_EXTRA_ARGS"] = (mmdebstrap_args + " --skip=check/qemu").strip()
+    return env
 
 
 def run_phases(ctx: Context, argv: list[str], env: dict[str, str]) -> None:
@@ -259,7 +289,7 @@ def parse_args(argv: list[str]) -> Context:
     if env("MODULES"):
         a.extra_modules.append(env("MODULES"))
     a.rebuild = a.rebuild or env("FORCE") not in ("", "0")
-    common = options.common(p, a, "dib")
+    common = options.common(p, a, "dib", supported=("x86_64", "arm64"))
     ca = Path(a.ca_bundle).resolve() if a.ca_bundle else None
     if ca is not None and not ca.is_file():
         p.error(f"--ca-bundle {a.ca_bundle}: no such file")

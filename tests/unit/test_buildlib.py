@@ -150,8 +150,23 @@ def test_dib_and_coreos_take_the_vocabulary_and_their_old_spellings(
                                     "--ssh-key", "ssh-rsa BBBB flag@key"])
     assert (cctx.suite, cctx.out) == ("trixie", (tmp_path / "o").resolve())
     assert cctx.ssh_keys == ["ssh-ed25519 AAAA file@key", "ssh-rsa BBBB flag@key"]
-    with pytest.raises(SystemExit):
-        coreos_build.parse_args(["--arch", "arm64"])
+    # arm64 is a builder's --arch like tinyipa's, its outputs named for it
+    assert coreos_build.parse_args(["--arch", "arm64"]).name == "lean-ipa-coreos-arm64"
+    assert coreos_build.parse_args(["--arch", "arm64", "--name", "x"]).name == "x-arm64"
+    assert dib_build.parse_args(["--arch", "aarch64"]).name == "lean-ipa-arm64"
+    assert dib_build.parse_args(["-o", "mine"]).name == "mine"
+
+
+def test_dib_is_told_the_architecture() -> None:
+    from buildlib import arch
+    from dib import build as dib_build
+
+    arm = dib_build.arch_environment(arch.get("arm64"), "--verbose")
+    assert arm["ARCH"] == "arm64"   # dpkg's name: debootstrap --arch, linux-image-arm64
+    assert arm["DIB_LEAN_IPA_WHEEL_PLATFORMS"].split()[0] == "manylinux2014_aarch64"
+    # mmdebstrap's own check needs arch-test; buildlib/emulation.py has checked
+    assert arm["DIB_MMDEBSTRAP_EXTRA_ARGS"] == "--verbose --skip=check/qemu"
+    assert dib_build.arch_environment(arch.get("x86_64")) == {"ARCH": "amd64"}
 
 
 def test_architectures_and_their_names() -> None:

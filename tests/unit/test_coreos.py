@@ -228,3 +228,47 @@ def test_auto_engine_refuses_a_docker_cli_without_daemon_and_installs_buildah(
     # A working engine is taken without installing anything.
     assert container.pick_engine("auto", tmp_path / "storage", install=install) == "buildah"
     assert installed == ["buildah"]
+
+
+def test_arm64_build_is_named_cached_and_fetched_for_arm64(tmp_path: Path) -> None:
+    from coreos import build, container
+
+    arm = build.parse_args(["--arch", "aarch64", "--cache", str(tmp_path)])
+    x86 = build.parse_args(["--cache", str(tmp_path)])
+    assert (arm.name, arm.arch.debian, arm.arch.native) == ("lean-ipa-coreos-arm64", "arm64", False)
+    assert x86.name == "lean-ipa-coreos" and x86.arch.name == "x86_64"
+    # each architecture its own cache entries (publish keeps one per kind): x86_64's
+    # names as before, so its caches stay valid
+    assert arm.cached("container", "k", ".squashfs").name == "container-arm64-k.squashfs"
+    assert x86.cached("container", "k", ".squashfs").name == "container-k.squashfs"
+    old = tmp_path / "coreos" / "container-k.squashfs"
+    old.parent.mkdir()
+    old.write_bytes(b"x86")
+    tmp = tmp_path / "new.tmp"
+    tmp.write_bytes(b"arm")
+    build.publish(tmp, arm.cached("container", "j", ".squashfs"))
+    assert old.exists()
+    # arm64 wheels (or pure-Python ones), never x86_64's
+    argv = container.pip_download("python3", tmp_path, arm.arch.wheel_platforms())
+    tags = [argv[i + 1] for i, a in enumerate(argv) if a == "--platform"]
+    assert tags[0] == "manylinux2014_aarch64" and all(t.endswith("_aarch64") for t in tags)
+    assert container.pip_download("python3", tmp_path) == container.pip_download(
+        "python3", tmp_path, x86.arch.wheel_platforms())
+
+
+def test_the_kernel_package_and_file_of_arm64(tmp_path: Path) -> None:
+    import gzip
+
+    from buildlib import outputs
+
+    plan = ["kmod", "linux-image-arm64", "linux-image-6.1.0-28-arm64", "linux-base"]
+    assert kernel.image_package(plan, "arm64") == "linux-image-6.1.0-28-arm64"
+    assert kernel.image_package(["linux-image-6.1.0-28-amd64"], "arm64") is None
+    image = tmp_path / "vmlinuz-arm64"
+    image.write_bytes(b"\0" * 56 + outputs.ARM64_IMAGE_MAGIC + b"\0" * 64)
+    outputs.write_kernel(image, tmp_path / "k")
+    assert gzip.decompress((tmp_path / "k").read_bytes()) == image.read_bytes()
+    bz = tmp_path / "bzImage"
+    bz.write_bytes(b"MZ" + b"\0" * 0x200 + b"HdrS")
+    outputs.write_kernel(bz, tmp_path / "k")
+    assert (tmp_path / "k").read_bytes() == bz.read_bytes()

@@ -7,12 +7,22 @@ import pytest
 
 from tests import prebuild
 
-# Session fixtures whose image is built in the background from the start (tests/prebuild.py).
+# Session fixtures whose image is built in the background (tests/prebuild.py), and
+# the tiers that start those builds: the unit and functional tiers run first,
+# unloaded (some time real processes), and the builds overlap the e2e flows.
 PREBUILT = (("coreos", "coreos_image"), ("dib", "dib_image"))
+START_TIERS = ("e2e", "boot")
+_wanted: list[str] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly or not prebuild.enabled():
         return
     used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    prebuild.start([target for target, fixture in PREBUILT if fixture in used])
+    _wanted[:] = [target for target, fixture in PREBUILT if fixture in used]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _wanted and any(part in START_TIERS for part in item.path.parts[-3:-1]):
+        prebuild.start(_wanted)
+        _wanted.clear()

@@ -2,10 +2,11 @@
 """The slow image builds, started in the background when the session begins.
 
 ``./build.sh dib`` and ``./build.sh coreos`` take minutes each on a fresh
-checkout, and most of the suite before the boot tests (unit, functional, the
-e2e flows under TCG) leaves the second core idle. When the collected tests use
-those images, :func:`start` builds them one after the other on a thread while
-the rest runs; the session fixtures then call :func:`build`, which waits for
+checkout, and the e2e flows before the boot tests (one TCG vCPU and the real
+Ironic) leave much of the second core idle. When the collected tests use
+those images, :func:`start` (called by tests/conftest.py when the first e2e or
+boot test starts) builds them one after the other on a thread while the rest
+runs; the session fixtures then call :func:`build`, which waits for
 that result instead of building again. Builds that run together are safe:
 ``build.sh wheel`` and the host-package installer take locks.
 ``LEAN_IPA_PREBUILD=0`` turns this off.

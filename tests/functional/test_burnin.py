@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -104,17 +105,26 @@ def test_smart_failure_fails_burnin_disk(tmp_path, monkeypatch) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the ephemeral range: each direction's writer listens on it in
+    turn, and an outgoing connection elsewhere on the machine must not take it in
+    between."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(20000, min(low, 32768)), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def test_burnin_network_pairs_two_nodes_both_directions(tmp_path, monkeypatch) -> None:
     hardware_conf(allow=[])
     # Long enough that a retrying reader does not land while its partner's 16 writer
     # jobs are still starting (fio then fails some jobs, and upstream gives up too).
-    monkeypatch.setattr(burnin, "NETWORK_READER_CYCLE", 2.0)
-    monkeypatch.setattr(burnin, "NETWORK_SWAP_GRACE", 1.0)
+    monkeypatch.setattr(burnin, "NETWORK_READER_CYCLE", 4.0)
+    monkeypatch.setattr(burnin, "NETWORK_SWAP_GRACE", 2.0)
     port = free_port()
     results: dict[str, BaseException | None] = {}
 
@@ -134,7 +144,7 @@ def test_burnin_network_pairs_two_nodes_both_directions(tmp_path, monkeypatch) -
     # The writer listens first; in the second direction a's reader is up before b's
     # writer and retries until it listens, as upstream.
     threads = [threading.Thread(target=node, args=("a", "writer", 0.0)),
-               threading.Thread(target=node, args=("b", "reader", 1.0))]
+               threading.Thread(target=node, args=("b", "reader", 3.0))]
     for t in threads:
         t.start()
     for t in threads:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import platform
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ironic_python_agent import errors, partition_table, run
@@ -102,6 +102,12 @@ def find_loaders(files: Iterable[str], read: Callable[[str], bytes],
     return [Loader("Boot", fallback.replace("/", "\\"))] if fallback else []
 
 
+def esp_image(device: str, table: partition_table.PartitionTable,
+              esp: partition_table.Partition) -> str:
+    """What mtools' ``-i`` takes for partition *esp* of *device*."""
+    return _mtools_image(device, table, esp)
+
+
 def _mtools_image(device: str, table: partition_table.PartitionTable,
                   esp: partition_table.Partition) -> str:
     # mtools reads the FAT file system in place: no mount, no vfat module needed.
@@ -109,7 +115,12 @@ def _mtools_image(device: str, table: partition_table.PartitionTable,
 
 
 def list_esp(image: str) -> list[str]:
-    out = run.run(["mdir", "-/", "-b", "-i", image, "::/"], env=_MTOOLS_ENV).stdout
+    done = run.run(["mdir", "-/", "-b", "-i", image, "::/"], env=_MTOOLS_ENV, check=False)
+    if done.returncode and 'File "::/" not found' in done.stderr:
+        return []  # an empty file system (a fresh ESP)
+    if done.returncode:
+        raise run.CommandError(done.argv, done.returncode, done.stdout, done.stderr)
+    out = done.stdout
     return [line.strip()[2:] for line in out.splitlines() if line.strip().startswith("::/")]
 
 
@@ -117,6 +128,21 @@ def read_esp_file(image: str, path: str) -> bytes:
     done = run.run(["mcopy", "-n", "-i", image, f"::{path}", "-"], env=_MTOOLS_ENV,
                    binary=True)
     return done.stdout  # type: ignore[return-value]
+
+
+def write_esp_files(image: str, files: Mapping[str, bytes]) -> None:
+    """Write *files* (ESP path such as ``/EFI/debian/grubx64.efi`` → content) onto the
+    FAT file system *image*, making the directories that are missing."""
+    have = {p.rstrip("/").lower() for p in list_esp(image)}
+    wanted = sorted({"/".join(path.split("/")[:n]) for path in files
+                     for n in range(2, path.count("/") + 1)}, key=lambda d: (d.count("/"), d))
+    for directory in wanted:
+        if directory.lower() not in have:
+            run.run(["mmd", "-i", image, f"::{directory}"], env=_MTOOLS_ENV)
+            have.add(directory.lower())
+    for path, data in files.items():
+        run.run(["mcopy", "-o", "-i", image, "-", f"::{path}"], env=_MTOOLS_ENV, input=data,
+                binary=True)
 
 
 def parse_efibootmgr(text: str) -> list[BootEntry]:

@@ -2,10 +2,10 @@
 """The ``image`` namespace: boot entries for the deployed image.
 
 Whole-disk images carry their own boot loader, so the only work is UEFI NVRAM
-entries when the ramdisk booted UEFI and the image has an ESP with loaders.
-Everything else is a successful no-op, including Ironic asking for
-``target_boot_mode=uefi`` on a node whose ramdisk booted BIOS. Installing
-GRUB for partition images is not supported (partition images are not either).
+entries when the ramdisk booted UEFI and the image has an ESP with loaders;
+otherwise a successful no-op, including Ironic asking for
+``target_boot_mode=uefi`` on a node whose ramdisk booted BIOS. Partition images
+(a root UUID that is a file system's) get the OS's own GRUB (:mod:`bootloader`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ironic_python_agent import config, efi, errors, run
+from ironic_python_agent import bootloader, config, efi, errors, partition_table, run
 from ironic_python_agent.extensions import base
+from ironic_python_agent.hardware import md
 
 LOG = logging.getLogger(__name__)
 
@@ -43,21 +44,20 @@ class ImageExtension(base.BaseAgentExtension):
                            prep_boot_part_uuid: str | None = None,
                            target_boot_mode: str = "bios",
                            ignore_bootloader_failure: bool | None = None) -> None:
-        """UEFI entries for a whole-disk image's loaders; otherwise nothing to do."""
+        """Whole-disk images: UEFI entries for their loaders. Partition images: the OS's
+        own GRUB (copied to the ESP for UEFI; its grub-install when allowed)."""
         ignore = (ignore_bootloader_failure if ignore_bootloader_failure is not None
                   else bool(config.current().ignore_bootloader_failure))
         uefi = self.firmware_is_uefi()
         if target_boot_mode == "uefi" and not uefi:
             LOG.info("Ironic asked for UEFI boot but the ramdisk booted BIOS; "
                      "no UEFI entries can be written from here")
-        if uefi and run.which("efibootmgr"):
+        if uefi and run.which("efibootmgr") and is_whole_disk_root(root_uuid):
             device = self.device_finder()
             try:
                 if efi.manage_uefi(device, efi_system_part_uuid):
                     return
             except errors.DeviceNotFound:
-                if not is_whole_disk_root(root_uuid):
-                    raise
                 LOG.info("Whole-disk image on %s has no ESP; nothing to do", device)
             except Exception as exc:
                 if ignore:
@@ -70,12 +70,57 @@ class ImageExtension(base.BaseAgentExtension):
         if is_whole_disk_root(root_uuid):
             LOG.info("Whole-disk image: the boot loader is the image's own")
             return
-        if ignore:
-            LOG.warning("Not installing a boot loader for root %s (not supported)", root_uuid)
+        try:
+            self._partition_image(root_uuid, efi_system_part_uuid, target_boot_mode, uefi)
+        except Exception as exc:
+            if ignore:
+                LOG.warning("Ignoring boot loader failure: %s", exc)
+                return
+            if isinstance(exc, errors.RESTError):
+                raise
+            raise errors.CommandExecutionError(
+                f"Installing the boot loader for root {root_uuid} failed: {exc}") from None
+
+    def _partition_image(self, root_uuid: str, esp_uuid: str | None,
+                         target_boot_mode: str, uefi_firmware: bool) -> None:
+        allowed = bool(config.current().enable_bios_bootloader_install)
+        bios = not (esp_uuid or target_boot_mode == "uefi")
+        if bios and not allowed:
+            raise errors.InvalidImage(bootloader.BIOS_DISABLED)
+        device = self.device_finder()
+        table = partition_table.read_partition_table(device)
+        root, _ = bootloader.find_partition(device, root_uuid, table)
+        if bios:
+            disks = md.get_holder_disks(device) if md.is_md_device(device) else [device]
+            with bootloader.mounted(root) as where:
+                bootloader.install_grub_in_chroot(where, disks, None, None)
             return
-        raise errors.InvalidImage(
-            f"Root {root_uuid} looks like a partition image; installing boot loaders for "
-            "partition images is not supported by this agent")
+        if esp_uuid:
+            esp_path, esp = bootloader.find_partition(device, esp_uuid, table)
+        else:
+            found = efi.find_esp(table) if table else None
+            if found is None:
+                raise errors.DeviceNotFound(f"No EFI system partition found on {device}")
+            esp, esp_path = found, partition_table.partition_path(device, found.number)
+        assert table is not None
+        with bootloader.mounted(root) as where:
+            if bootloader.install_efi_files(where, efi.esp_image(device, table, esp), root_uuid):
+                if esp_uuid:
+                    bootloader.add_esp_to_fstab(where, esp_uuid)
+            elif allowed:
+                bootloader.install_grub_in_chroot(where, [], esp_path, esp_uuid)
+            else:
+                raise errors.InvalidImage(
+                    f"The image on {root} carries no EFI boot loader to copy (shim/GRUB "
+                    "under /usr/lib/shim, /usr/lib/grub/*-efi-signed or /boot/efi/EFI) or "
+                    "no /boot/grub*/grub.cfg; running its grub-install needs "
+                    "enable_bios_bootloader_install. " + bootloader.BIOS_DISABLED)
+        if uefi_firmware and run.which("efibootmgr"):
+            efi.manage_uefi(device, esp_uuid)
+        else:
+            LOG.info("No NVRAM entries from this ramdisk (%s); the firmware finds "
+                     "EFI/BOOT on %s", "booted BIOS" if not uefi_firmware else "no efibootmgr",
+                     esp_path)
 
 
 def _install_device() -> str:

@@ -162,6 +162,17 @@ class Agent(base.ExecuteCommandMixin):
             LOG.error("Inspection failed: %s", exc)
             return None
 
+    def _enable_multipath(self) -> None:
+        """Before the first inventory, so that it lists each LUN once (:mod:`multipath`)."""
+        if not self.conf.multipath:
+            return
+        from ironic_python_agent import multipath
+
+        try:
+            multipath.enable()
+        except Exception as exc:  # noqa: BLE001 - paths stay separate disks; keep going
+            LOG.warning("Could not enable multipath: %s", exc)
+
     def _bring_up_vlans(self) -> None:
         value = self.conf.enable_vlan_interfaces
         if not value:
@@ -415,6 +426,7 @@ class Agent(base.ExecuteCommandMixin):
                 LOG.error("Standalone without agent_token: every command is refused "
                           "(401). Set agent_token (ipa-agent-token), or "
                           "allow_unauthenticated_standalone=True on a closed bench.")
+        self._enable_multipath()
         if not standalone:
             net.wait_for_macs(timeout=60, bootif=self.params.get("BOOTIF"))
             # Before inspection and lookup, so that their inventory lists the VLANs.

@@ -126,6 +126,9 @@ def _opts() -> dict[str, list[cfg.Opt]]:
             cfg.ListOpt("permitted_image_formats", default=["raw", "gpt", "qcow2"]),
             cfg.BoolOpt("disable_bootc_deploy", default=False),
             cfg.BoolOpt("enable_bios_bootloader_install", default=False),
+            cfg.BoolOpt("multipath", default=True,
+                        help="Start multipathd before the first inventory when the image "
+                        "has multipath-tools, so that each LUN is one disk (lean-ipa)."),
             cfg.IntOpt("command_body_limit", default=64 * 1024 * 1024, min=1024,
                        help="Largest request body the API accepts, in bytes (lean-ipa)."),
             cfg.IntOpt("api_max_connections", default=100, min=1,
@@ -215,6 +218,7 @@ PARAMS: tuple[Param, ...] = tuple(
         ("ipa-image-download-max-duration", "image_download_max_duration", "DEFAULT"),
         ("ipa-ironic-api-version", "ironic_api_version", "DEFAULT"),
         ("ipa-enable-vlan-interfaces", "enable_vlan_interfaces", "DEFAULT"),
+        ("ipa-multipath", "multipath", "DEFAULT"),
         ("ipa-ignore-bootloader-failure", "ignore_bootloader_failure", "DEFAULT"),
         ("ipa-inject-files-priority", "inject_files_priority", "DEFAULT"),
         ("ipa-guard-special-filesystems", "guard_special_filesystems", "DEFAULT"),

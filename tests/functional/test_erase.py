@@ -359,3 +359,34 @@ def test_clean_step_result_carries_the_report(tmp_path):
         assert line["method"] == "shred" and line["outcome"] == "erased"
         assert set(line) == {"method", "seconds", "bytes", "outcome"}
         assert all_zero(dev, size)
+
+
+# --- multipath without multipathd ------------------------------------------------------
+
+def test_two_paths_to_one_lun_are_erased_once(tmp_path):
+    """One backing file attached twice is one LUN seen through two paths; with the same
+    WWN and serial (as SCSI reports them) only the first is erased, the other is
+    reported as skipped, and the LUN ends all zero. A disk with another WWN is erased."""
+    size = 8 * MiB
+    with loop_device(tmp_path, size, "lun.img") as a, loop_device(tmp_path, size, "c.img") as c:
+        b = subprocess.run(["losetup", "--find", "--show", str(tmp_path / "lun.img")],
+                           check=True, capture_output=True, text=True).stdout.strip()
+        try:
+            fill(a, size)
+            fill(c, size)
+            hardware_conf(allow=[a, b, c])
+            found = {d.name: d for d in hardware.dispatch_to_managers("list_block_devices")}
+            for name, wwn in ((a, "0x5000c500a1b2c3d4"), (b, "0x5000c500a1b2c3d4"),
+                              (c, "0x5000c500ffffffff")):
+                found[name].wwn, found[name].serial = wwn, "LUN-SERIAL"
+            devices = [found[a], found[b], found[c]]
+            report = erase.erase_devices(node(), devices, devices,
+                                         hardware.dispatch_to_managers)
+            assert report[b]["method"] == "none", report
+            assert report[b]["outcome"].startswith(f"skipped: another path to the LUN of {a}")
+            assert report[a]["method"] == "shred" and report[c]["method"] == "shred"
+            assert all_zero(b, size) and all_zero(c, size)
+            meta = erase.erase_metadata(node(), devices)
+            assert meta[b]["method"] == "none" and meta[a]["method"] == "metadata"
+        finally:
+            subprocess.run(["losetup", "-d", b], check=False)

@@ -267,6 +267,25 @@ def test_disks_from_sysfs_and_udev_db(tmp_path):
     assert only_loop[0].kind == "disk"
 
 
+def test_two_paths_under_a_multipath_map_are_one_disk(tmp_path):
+    """sda and sdb are paths to one LUN held by the map dm-1: only dm-1 is listed, with
+    the LUN's WWN (from the map's device-mapper UUID) and its paths' serial and model."""
+    roots = disks.Roots(sys=tmp_path / "sys", dev=tmp_path / "dev", udev=tmp_path / "udev")
+    (tmp_path / "udev").mkdir()
+    for name, dev in (("sda", "8:0"), ("sdb", "8:16")):
+        _block(tmp_path, name, dev=dev, extra={"device/model": "QEMU HARDDISK",
+                                               "device/vendor": "QEMU", "holders/dm-1": "",
+                                               "device/wwid": "naa.5000c500a1b2c3d4"})
+        (tmp_path / "udev" / f"b{dev}").write_text("E:ID_SERIAL_SHORT=LEANIPA-LUN0\n")
+    _block(tmp_path, "dm-1", dev="253:1",
+           extra={"dm/uuid": "mpath-35000c500a1b2c3d4", "slaves/sda": "", "slaves/sdb": ""})
+    found = disks.list_all_block_devices(roots=roots)
+    assert [(d.name, d.kind) for d in found] == [(str(tmp_path / "dev" / "dm-1"), "mpath")]
+    assert (found[0].wwn, found[0].serial, found[0].model) == (
+        "0x5000c500a1b2c3d4", "LEANIPA-LUN0", "QEMU HARDDISK")
+    assert disks.mpath_wwn("mpath-SATA_disk1") is None
+
+
 def test_udev_db_parser():
     props, links = disks.parse_udev_db(sample("udev", "b8:16"))
     assert props["ID_SERIAL_SHORT"] == "S3Z1NB0K123456A"

@@ -73,6 +73,22 @@ def normalize_wwid(wwid: str | None) -> str | None:
     return None
 
 
+def mpath_wwn(dm_uuid: str | None) -> str | None:
+    """A multipath map's WWN from its device-mapper UUID (``mpath-3<NAA>`` → ``0x<NAA>``,
+    SCSI page 0x83 type 3, what multipath names maps by)."""
+    if not dm_uuid or not dm_uuid.startswith("mpath-3"):
+        return None
+    naa = dm_uuid[len("mpath-3"):].lower()
+    return "0x" + naa if naa and all(c in "0123456789abcdef" for c in naa) else None
+
+
+def _slaves(block_dir: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(block_dir / "slaves"))
+    except OSError:
+        return []
+
+
 def device_kind(block_dir: Path, name: str) -> str:
     """The lsblk-style TYPE of a /sys/class/block entry."""
     if (block_dir / "partition").exists():
@@ -184,6 +200,14 @@ def read_device(roots: Roots, name: str, kind: str, by_path: dict[str, str]) -> 
     rotational = _read(block_dir / "queue" / "rotational")
     vendor = _read(dev_dir / "vendor")
     model = _read(dev_dir / "model") or props.get("ID_MODEL") or None
+    if kind == "mpath":  # the map has no device of its own: its paths name the LUN
+        wwns = _unique([*wwns, mpath_wwn(_read(block_dir / "dm" / "uuid"))])
+        for path in _slaves(block_dir):
+            path_dir = roots.sys / "class" / "block" / path
+            serials = _unique([*serials, _udev_props(roots, path_dir).get("ID_SERIAL_SHORT"),
+                               _read(path_dir / "device" / "serial")])
+            model = model or _read(path_dir / "device" / "model")
+            vendor = vendor or _read(path_dir / "device" / "vendor")
     device = BlockDevice(
         name=str(roots.dev / name),
         model=model or None,

@@ -178,6 +178,15 @@ def _mountpoints(kname: str) -> list[str]:
     return found
 
 
+def other_paths(devices: list[BlockDevice]) -> dict[str, str]:
+    """Disks that are a second path to a LUN in *devices* → why they are skipped."""
+    from ironic_python_agent import multipath
+
+    return {name: f"another path to the LUN of {first} (same WWN and serial; "
+                  "no multipath map)"
+            for name, first in multipath.duplicate_paths(devices).items()}
+
+
 def check_device(device: BlockDevice, tree: dict[str, list[dict[str, Any]]],
                  flags: EraseFlags) -> str | None:
     """Refuse or skip a device before erasing it.
@@ -265,10 +274,11 @@ def erase_metadata(node: dict[str, Any], devices: list[BlockDevice]) -> dict[str
     tree = collect_device_tree(devices)
     report: dict[str, Any] = {}
     failures: list[str] = []
+    paths = other_paths(devices)
     for device in sorted(devices, key=lambda d: d.name, reverse=True):
         start = time.monotonic()
         try:
-            reason = check_device(device, tree, flags)
+            reason = paths.get(device.name) or check_device(device, tree, flags)
             if reason:
                 report[device.name] = _line("none", start, 0, f"skipped: {reason}")
                 continue
@@ -544,9 +554,10 @@ def erase_devices(node: dict[str, Any], devices: list[BlockDevice],
     tree = collect_device_tree(devices)
     to_erase: list[BlockDevice] = []
     failures: dict[str, str] = {}
+    paths = other_paths(devices)
     for device in devices:
         try:
-            reason = check_device(device, tree, flags)
+            reason = paths.get(device.name) or check_device(device, tree, flags)
         except errors.RESTError as exc:
             failures[device.name] = str(exc)
             continue
@@ -586,10 +597,11 @@ def erase_express(node: dict[str, Any], devices: list[BlockDevice]) -> dict[str,
     tree = collect_device_tree(devices)
     report: dict[str, Any] = {}
     failures: list[str] = []
+    paths = other_paths(devices)
     for device in devices:
         start = time.monotonic()
         try:
-            reason = check_device(device, tree, flags)
+            reason = paths.get(device.name) or check_device(device, tree, flags)
             if reason:
                 report[device.name] = _line("none", start, 0, f"skipped: {reason}")
                 continue

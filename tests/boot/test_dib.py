@@ -35,6 +35,7 @@ from tests.boot.agent_checks import (AGENT_PORT, AgentAPI, agent_status, finaliz
 from tests.boot.qemu import Guest
 from tests.boot.qemu import GuestSpec
 from tests.fake_ironic import FakeIronic
+from tests.imageserver import ImageServer
 
 pytestmark = [pytest.mark.boot, pytest.mark.build]
 
@@ -44,6 +45,9 @@ DIB = OUT / "dib"
 DISK_SERIAL = "lean-ipa-dib-disk0"
 DISK_SIZE = 3 << 30
 STATIC = "10.0.2.50"  # QEMU's DHCP would give 10.0.2.15
+LUN_SIZE = 5 << 30  # over 4 GiB: the agent's root device when no hint says otherwise
+LUN_WWN = "0x5000c500a1b2c3d4"
+LUN_SERIAL = "LEANIPA-LUN0"
 
 
 @pytest.fixture(scope="session")
@@ -136,27 +140,45 @@ def test_no_host_ca_in_the_image(dib_root: Path) -> None:
 class Booted:
     guest: Guest
     ironic: FakeIronic
+    lun: Path
 
 
 @pytest.fixture(scope="module")
-def dib(dib_image: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterator[Booted]:
+def dib(dib_image: tuple[Path, Path], request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     """The dib image booted once for every test here, with a fake Ironic answering.
 
-    The console log is kept if any of these tests fails.
+    Besides the virtio disk, one LUN (a 5 GiB file) is attached through two
+    virtio-scsi controllers under the same WWN and serial: two paths, for
+    multipathd to join. The console log is kept if any of these tests fails.
     """
     kernel, initrd = dib_image
     failed_before = request.session.testsfailed
+    lun = tmp_path_factory.mktemp("dib-lun") / "lun.img"
+    with open(lun, "wb") as f:
+        f.truncate(LUN_SIZE)
     with FakeIronic() as ironic:
         spec = GuestSpec(
             name="dib", kernel=kernel, initrd=initrd, memory_mib=1024,
             disk_serial=DISK_SERIAL, disk_size=DISK_SIZE, forward_ports=(AGENT_PORT, 22),
-            guest_address=STATIC)
+            guest_address=STATIC, extra_args=two_scsi_paths(lun))
         spec.append = (f"console=ttyS0 {static_ip(spec.mac)} "
                        f"ipa-api-url=http://10.0.2.2:{ironic.port} ipa-insecure=1")
         with Guest(spec) as guest:
-            yield Booted(guest, ironic)
+            yield Booted(guest, ironic, lun)
             if request.session.testsfailed > failed_before:
                 guest.keep_artefacts()
+
+
+def two_scsi_paths(lun: Path) -> tuple[str, ...]:
+    """QEMU arguments attaching *lun* twice, on two controllers, as one WWN and serial."""
+    args: list[str] = []
+    for n in (0, 1):
+        args += ["-device", f"virtio-scsi-pci,id=scsi{n}",
+                 "-drive", f"file={lun},if=none,id=lun{n},format=raw,file.locking=off",
+                 "-device", f"scsi-hd,drive=lun{n},bus=scsi{n}.0,wwn={LUN_WWN},"
+                            f"serial={LUN_SERIAL},share-rw=on"]
+    return tuple(args)
 
 
 def static_ip(mac: str) -> str:
@@ -194,6 +216,32 @@ def test_status_through_hostfwd(dib: Booted) -> None:
 def test_hardware_info_lists_the_virtio_disk(dib: Booted) -> None:
     dib.ironic.wait_for_heartbeat(timeout=300)
     virtio_disk(hardware_inventory(agent_api(dib)), dib.guest.spec)
+
+
+def test_two_scsi_paths_are_one_multipath_disk(dib: Booted) -> None:
+    dib.ironic.wait_for_heartbeat(timeout=300)
+    disks = hardware_inventory(agent_api(dib))["disks"]
+    lun = [d for d in disks if d["wwn"] == LUN_WWN]
+    assert [d["name"][:8] for d in lun] == ["/dev/dm-"], disks
+    assert lun[0]["size"] == LUN_SIZE and lun[0]["serial"] == LUN_SERIAL, lun
+    assert not [d for d in disks if d["name"].startswith("/dev/sd")], disks
+
+
+def test_an_image_written_to_the_multipath_disk(dib: Booted, tmp_path: Path) -> None:
+    """The root device (the LUN: the only disk over 4 GiB) gets a raw image through the
+    map; the bytes arrive in the LUN's file."""
+    dib.ironic.wait_for_heartbeat(timeout=300)
+    image = tmp_path / "image.raw"
+    payload = os.urandom(1 << 20) * 4
+    image.write_bytes(payload)
+    with ImageServer() as server:
+        url = server.serve("/image.raw", image).replace("127.0.0.1", "10.0.2.2")
+        result = agent_api(dib).command("standby.prepare_image", {"image_info": {
+            "id": "mpath-image", "urls": [url], "disk_format": "raw",
+            "os_hash_algo": "sha256", "os_hash_value": hashlib.sha256(payload).hexdigest()}})
+    assert result["command_status"] == "SUCCEEDED", result
+    with open(dib.lun, "rb") as f:
+        assert f.read(len(payload)) == payload
 
 
 def test_rescue_login_with_the_password(dib: Booted) -> None:

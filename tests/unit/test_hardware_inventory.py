@@ -279,6 +279,8 @@ def test_two_paths_under_a_multipath_map_are_one_disk(tmp_path):
         (tmp_path / "udev" / f"b{dev}").write_text("E:ID_SERIAL_SHORT=LEANIPA-LUN0\n")
     _block(tmp_path, "dm-1", dev="253:1",
            extra={"dm/uuid": "mpath-35000c500a1b2c3d4", "slaves/sda": "", "slaves/sdb": ""})
+    # what multipath's udev rules put on the map: its WWID as the serial
+    (tmp_path / "udev" / "b253:1").write_text("E:ID_SERIAL=35000c500a1b2c3d4\n")
     found = disks.list_all_block_devices(roots=roots)
     assert [(d.name, d.kind) for d in found] == [(str(tmp_path / "dev" / "dm-1"), "mpath")]
     assert (found[0].wwn, found[0].serial, found[0].model) == (

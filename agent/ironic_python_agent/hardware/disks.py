@@ -204,8 +204,9 @@ def read_device(roots: Roots, name: str, kind: str, by_path: dict[str, str]) -> 
         wwns = _unique([*wwns, mpath_wwn(_read(block_dir / "dm" / "uuid"))])
         for path in _slaves(block_dir):
             path_dir = roots.sys / "class" / "block" / path
-            serials = _unique([*serials, _udev_props(roots, path_dir).get("ID_SERIAL_SHORT"),
-                               _read(path_dir / "device" / "serial")])
+            # the paths' own serial first: the map's ID_SERIAL is its WWID
+            serials = _unique([_udev_props(roots, path_dir).get("ID_SERIAL_SHORT"),
+                               _read(path_dir / "device" / "serial"), *serials])
             model = model or _read(path_dir / "device" / "model")
             vendor = vendor or _read(path_dir / "device" / "vendor")
     device = BlockDevice(

@@ -138,3 +138,47 @@ def whole_disk_image(kernel: Path, cache: Path = CACHE) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         build_whole_disk_image(out, kernel)
     return out
+
+
+def esp_disk(out: Path, label: str, *, fat: int = 32, sector_size: int = 512,
+             esp_mib: int = ESP_MIB, hidden: int = 0) -> None:
+    """A GPT disk whose ESP (at 1 MiB) holds a dummy shim layout whose CSV names *label*.
+
+    For the ESPs distributions ship: FAT16 or FAT32, 512-byte or 4K sectors (the
+    GPT of a 4K disk is written through a loop device with that sector size),
+    *hidden* sectors as ``mkfs.vfat`` sets them on a partition.
+    """
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        work = Path(tmp)
+        esp = work / "esp.img"
+        with open(esp, "wb") as f:
+            f.truncate(esp_mib * MiB)
+        subprocess.run(["mkfs.vfat", "-F", str(fat), "-S", str(sector_size), "-h", str(hidden),
+                        "-n", "EFI", str(esp)], check=True, capture_output=True)
+        (work / "loader.efi").write_bytes(b"MZ not really a loader\n")
+        (work / "BOOTX64.CSV").write_bytes(f"shimx64.efi,{label},,test\n".encode("utf-16"))
+        subprocess.run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT", f"::/EFI/{VENDOR}"],
+                       check=True)
+        for src, dest in (("loader.efi", "/EFI/BOOT/BOOTX64.EFI"),
+                          ("loader.efi", f"/EFI/{VENDOR}/shimx64.efi"),
+                          ("BOOTX64.CSV", f"/EFI/{VENDOR}/BOOTX64.CSV")):
+            subprocess.run(["mcopy", "-i", str(esp), str(work / src), f"::{dest}"], check=True)
+        with open(out, "wb") as f:
+            f.truncate((ESP_START_MIB + esp_mib + 1) * MiB)
+        table = (f"label: gpt\nstart={ESP_START_MIB * MiB // sector_size}, size={esp_mib}MiB, "
+                 f"type={ESP_GPT_TYPE}, name=EFI\n")
+        if sector_size == 512:
+            subprocess.run(["sfdisk", "-q", str(out)], check=True, text=True, input=table)
+        else:
+            dev = subprocess.run(["losetup", "--find", "--show", "--sector-size",
+                                  str(sector_size), str(out)],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+            try:
+                # the kernel may fail to re-read the table (no partition parsers): harmless
+                subprocess.run(["sfdisk", "-q", "--no-reread", dev], check=True, text=True,
+                               input=table, capture_output=True)
+            finally:
+                subprocess.run(["losetup", "--detach", dev], check=False)
+        with open(esp, "rb") as src, open(out, "r+b") as dst:
+            dst.seek(ESP_START_MIB * MiB)
+            shutil.copyfileobj(src, dst, 4 * MiB)

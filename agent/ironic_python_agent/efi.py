@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import platform
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -145,6 +146,19 @@ def write_esp_files(image: str, files: Mapping[str, bytes]) -> None:
                 binary=True)
 
 
+def mtools_failure(exc: run.CommandError) -> str:
+    """What an mtools failure says, all of it: its last line is always the same
+    ``Cannot initialize '::'``, the cause is on the lines before."""
+    lines = [line.strip() for line in exc.stderr.splitlines() if line.strip()]
+    what = "not found" if exc.returncode is None else f"exit code {exc.returncode}"
+    text = f"{shlex.join(exc.argv)}: {what}" + (f": {'; '.join(lines)}" if lines else "")
+    if "codepage" in exc.stderr.lower() or "code page" in exc.stderr.lower():
+        # mtools converts FAT short names through iconv (code page 850 by default)
+        text += ("; mtools cannot convert FAT names: glibc's IBM850 iconv module "
+                 "(gconv) is missing from this ramdisk")
+    return text
+
+
 def parse_efibootmgr(text: str) -> list[BootEntry]:
     """Entries from ``efibootmgr -v`` output."""
     entries = []
@@ -167,14 +181,9 @@ def manage_uefi(device: str, esp_uuid: str | None = None) -> bool:
     try:
         loaders = find_loaders(list_esp(image), lambda p: read_esp_file(image, p))
     except run.CommandError as exc:
-        hint = ""
-        if "codepage" in exc.stderr.lower() or "code page" in exc.stderr.lower():
-            # mtools converts FAT names through iconv (code page 850 by default)
-            hint = ("; mtools cannot convert FAT names: glibc's IBM850 iconv module "
-                    "(gconv) is missing from this ramdisk")
         raise errors.CommandExecutionError(
-            f"Cannot read the EFI system partition {esp.number} of {device}: {exc}{hint}"
-        ) from None
+            f"Cannot read the EFI system partition {esp.number} of {device}: "
+            f"{mtools_failure(exc)}") from None
     if not loaders:
         LOG.info("No UEFI boot loaders on partition %d of %s", esp.number, device)
         return False

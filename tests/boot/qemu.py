@@ -66,7 +66,8 @@ def random_mac() -> str:
 
 @dataclass
 class GuestSpec:
-    """What to boot and how. Give kernel+initrd(+append) or iso."""
+    """What to boot and how. Give kernel+initrd(+append) or iso; with neither, the
+    firmware boots the disk (UEFI: from the entries in ``nvram``)."""
 
     name: str
     kernel: Path | None = None
@@ -89,14 +90,20 @@ class GuestSpec:
     machine: str = ""                       # the architecture's (q35, virt) when empty
     arch: str = "x86_64"                    # or "arm64"
     extra_args: tuple[str, ...] = ()
+    # UEFI: the variable store (NVRAM) the guest starts with, copied like disk_image;
+    # the firmware's empty one when None. Guest.vars_path is the guest's own copy.
+    nvram: Path | None = None
 
 
 class Guest:
     """A running QEMU guest; use as a context manager."""
 
     def __init__(self, spec: GuestSpec) -> None:
-        if spec.iso is None and (spec.kernel is None or spec.initrd is None):
-            raise ValueError("GuestSpec needs kernel and initrd, or iso")
+        if (spec.kernel is None) != (spec.initrd is None):
+            raise ValueError("GuestSpec needs kernel and initrd together")
+        if spec.iso is None and spec.kernel is None and spec.firmware == "bios":
+            raise ValueError("booting the disk is for UEFI guests: give kernel and initrd, "
+                             "or iso")
         if spec.firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, not {spec.firmware!r}")
         if spec.firmware == "uefi-secure" and spec.arch != "x86_64":
@@ -108,6 +115,7 @@ class Guest:
         self._tmp = Path(tempfile.mkdtemp(prefix=f"lean-ipa-{spec.name}-"))
         self.console_path = self._tmp / "console.log"
         self.disk_path = self._tmp / "disk0.img"
+        self.vars_path = self._tmp / "OVMF_VARS.fd"  # UEFI guests' NVRAM (tests read it)
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self._keep = False
@@ -140,9 +148,10 @@ class Guest:
         ]  # fmt: skip
         if spec.firmware in ("uefi", "uefi-secure"):
             secure = spec.firmware == "uefi-secure"
-            vars_copy = self._tmp / "OVMF_VARS.fd"  # the guest's NVRAM (tests read it)
+            vars_copy = self.vars_path
             if not vars_copy.exists():
-                shutil.copyfile(OVMF_MS_VARS if secure else variables, vars_copy)
+                shutil.copyfile(spec.nvram or (OVMF_MS_VARS if secure else variables),
+                                vars_copy)
             if secure:
                 code = OVMF_SECBOOT_CODE
                 argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
@@ -155,7 +164,7 @@ class Guest:
                      "-device", "scsi-cd,drive=cd0,bus=scsi0.0"]
         elif spec.iso is not None:
             argv += ["-cdrom", str(spec.iso), "-boot", "d"]
-        else:
+        elif spec.kernel is not None:
             argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
                      "-append", spec.append]
         return argv + list(spec.extra_args)

@@ -5,6 +5,10 @@ Used by the e2e tests and by ``tests/bench/agent_start.py``. Everything listens 
 127.0.0.1; the database is sqlite in a work directory; the conductor uses the
 ``fake-hardware`` type, so nothing boots: the test starts the agent itself when a
 node reaches a wait state.
+
+Or Ironic runs inside a network namespace (``netns=``, see tests/netns.py), its
+API on the namespace's bridge address, where guests on the bridge reach it and
+it reaches their agents; the test's client goes through a relay from 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import requests
 
+from tests.netns import Namespace, Relay
 from tests.processes import stop_process
 
 IRONIC_REQUIREMENT = "ironic==39.0.0"
@@ -76,16 +81,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+                  netns: Namespace | None = None) -> None:
+    """Wait until 127.0.0.1:*port* (or the bridge address of *netns*) takes connections."""
+    where = f"{netns.address if netns else '127.0.0.1'}:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on "
+                               f"{where}")
+        with contextlib.suppress(OSError):
+            if netns is not None:
+                netns.connect(port, timeout=1).close()
+                return
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+    raise TimeoutError(f"nothing listens on {where} after {timeout:.0f} s")
 
 
 @dataclass(frozen=True)
@@ -99,8 +111,10 @@ class IronicSettings:
     callback_timeout: int = 180
 
 
-def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_port: int) -> str:
-    """ironic.conf for an all-in-one Ironic on loopback (see real-ironic.md)."""
+def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_port: int,
+                  api_host: str = "127.0.0.1") -> str:
+    """ironic.conf for an all-in-one Ironic on loopback (see real-ironic.md), its API
+    on *api_host* (the URL the ramdisk is given names it too)."""
     t = settings.callback_timeout
     sections: dict[str, dict[str, object]] = {
         "DEFAULT": {
@@ -134,14 +148,14 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
             "enabled_storage_interfaces": "noop",
             "enabled_vendor_interfaces": "no-vendor",
         },
-        "api": {"host_ip": "127.0.0.1", "port": api_port,
+        "api": {"host_ip": api_host, "port": api_port,
                 # Heartbeats every ~5 s instead of minutes.
                 "ramdisk_heartbeat_timeout": settings.heartbeat_timeout},
         "json_rpc": {"host_ip": "127.0.0.1", "port": rpc_port, "auth_strategy": "noauth"},
         "database": {"connection": f"sqlite:///{workdir / 'ironic.sqlite'}"},
         "dhcp": {"dhcp_provider": "none"},
         # The API URL Ironic hands to the ramdisk (there is no keystone catalog).
-        "service_catalog": {"endpoint_override": f"http://127.0.0.1:{api_port}"},
+        "service_catalog": {"endpoint_override": f"http://{api_host}:{api_port}"},
         "conductor": {"deploy_callback_timeout": t, "clean_callback_timeout": t,
                       "inspect_wait_timeout": t, "check_provision_state_interval": 5,
                       "automated_clean": True,
@@ -155,7 +169,7 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
                   "command_wait_interval": 1, "certificates_path": workdir / "certificates",
                   "deploy_logs_local_path": workdir / "deploy-logs"},
         "inspector": {"callback_endpoint_override":
-                      f"http://127.0.0.1:{api_port}/v1/continue_inspection",
+                      f"http://{api_host}:{api_port}/v1/continue_inspection",
                       "hooks": "$default_hooks,memory,cpus,root-device",
                       # The fake boot interface cannot boot a ramdisk: inspection is
                       # "unmanaged" and the test passes the callback URL to the agent.
@@ -181,12 +195,19 @@ class IronicError(Exception):
 
 
 class IronicService:
-    """One all-in-one ``ironic`` process (API + conductor) with its own sqlite database."""
+    """One all-in-one ``ironic`` process (API + conductor) with its own sqlite database.
 
-    def __init__(self, settings: IronicSettings, workdir: Path, bindir: Path) -> None:
+    With *netns* the process runs inside that namespace, its API on the bridge
+    address (:attr:`api_url`); :attr:`url` is the relay the host reaches it by.
+    """
+
+    def __init__(self, settings: IronicSettings, workdir: Path, bindir: Path,
+                 netns: Namespace | None = None) -> None:
         self.settings = settings
         self.workdir = workdir
         self.bindir = bindir
+        self.netns = netns
+        self.relay: Relay | None = None
         self.api_port = free_port()
         self.rpc_port = free_port()
         self.conf = workdir / "ironic.conf"
@@ -195,7 +216,18 @@ class IronicService:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        """The API as the test process reaches it."""
+        port = self.relay.port if self.relay is not None else self.api_port
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def api_host(self) -> str:
+        return self.netns.address if self.netns is not None else "127.0.0.1"
+
+    @property
+    def api_url(self) -> str:
+        """The API where Ironic listens (inside the namespace, if any)."""
+        return f"http://{self.api_host}:{self.api_port}"
 
     def start(self, timeout: float = 120) -> IronicClient:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -203,16 +235,19 @@ class IronicService:
                     "master_images"):
             (self.workdir / sub).mkdir(exist_ok=True)
         self.conf.write_text(render_config(self.settings, self.workdir, self.api_port,
-                                           self.rpc_port))
+                                           self.rpc_port, self.api_host))
+        argv = [str(self.bindir / "ironic"), "--config-file", str(self.conf)]
+        if self.netns is not None:
+            argv = self.netns.command(argv)
         with open(self.log, "ab") as log:
             subprocess.run([str(self.bindir / "ironic-dbsync"), "--config-file", str(self.conf),
                             "create_schema"], check=True, stdout=log, stderr=log)
-            self.proc = subprocess.Popen([str(self.bindir / "ironic"), "--config-file",
-                                          str(self.conf)],
-                                         stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_for_port(self.api_port, timeout, self.proc)
+            wait_for_port(self.api_port, timeout, self.proc, self.netns)
+            if self.netns is not None:
+                self.relay = self.netns.relay(self.api_port).__enter__()
             client = IronicClient(self.url)
             client.wait_for_conductor(timeout)
         except Exception as exc:
@@ -221,6 +256,9 @@ class IronicService:
         return client
 
     def stop(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         if self.proc is None:
             return
         stop_process(self.proc, timeout=30, kill_timeout=10)
@@ -337,17 +375,18 @@ class IronicClient:
             time.sleep(0.5)
 
 
-def start_ironic(settings: IronicSettings, workdir: Path) -> tuple[IronicService, IronicClient]:
-    """Install (once) and start an Ironic; the caller stops it."""
+def start_ironic(settings: IronicSettings, workdir: Path,
+                 netns: Namespace | None = None) -> tuple[IronicService, IronicClient]:
+    """Install (once) and start an Ironic (inside *netns*, if given); the caller stops it."""
     bindir = ensure_venv(out_dir() / "venv-ironic", IRONIC_REQUIREMENT)
-    service = IronicService(settings, workdir, bindir)
+    service = IronicService(settings, workdir, bindir, netns)
     return service, service.start()
 
 
 @contextlib.contextmanager
-def running_ironic(settings: IronicSettings,
-                   workdir: Path) -> Iterator[tuple[IronicService, IronicClient]]:
-    service, client = start_ironic(settings, workdir)
+def running_ironic(settings: IronicSettings, workdir: Path,
+                   netns: Namespace | None = None) -> Iterator[tuple[IronicService, IronicClient]]:
+    service, client = start_ironic(settings, workdir, netns)
     try:
         yield service, client
     finally:

@@ -43,6 +43,7 @@ from typing import Any, Protocol, Self, cast
 
 from tests.boot.qemu import Guest, GuestSpec, random_mac
 from tests.e2e import ironic
+from tests.netns import Namespace
 from tests.tinyipa_build import ensure_tinyipa
 
 TOP = Path(__file__).resolve().parents[2]
@@ -184,12 +185,13 @@ class QemuNode:
     """One enrolled node and the QEMU guest that is its hardware."""
 
     def __init__(self, name: str, media: Media, api_port: int, workdir: Path,
-                 artefacts: Path, memory_mib: int = 1024) -> None:
+                 artefacts: Path, memory_mib: int = 1024, api_url: str = "") -> None:
         self.name = name
         self.media = media
         self.mac = random_mac()
         self.host_port = ironic.free_port()
-        self.api_url = f"http://10.0.2.2:{api_port}"
+        # Ironic's API as the guest reaches it (QEMU user networking by default)
+        self.api_url = api_url or f"http://10.0.2.2:{api_port}"
         self.workdir = workdir
         self.artefacts = artefacts
         self.memory_mib = memory_mib
@@ -354,7 +356,8 @@ class _ImageHandler(http.server.SimpleHTTPRequestHandler):
         if "://" not in self.path:
             return True
         parts = urllib.parse.urlsplit(self.path)
-        own = f"127.0.0.1:{cast(http.server.HTTPServer, self.server).server_port}"
+        host, port = cast(http.server.HTTPServer, self.server).server_address[:2]
+        own = f"{host}:{port}"
         if parts.scheme != "http" or parts.netloc != own:
             self.send_error(403, "this proxy only reaches its own files")
             return False
@@ -380,11 +383,23 @@ class ImageServer:
     that address, so the node's ``driver_info/image_http_proxy`` is this server as
     the guest sees it, ``http://10.0.2.2:P``, and the agent fetches the same URL
     through it.
+
+    With *netns* it listens on the namespace's bridge address instead, where
+    Ironic and the guest both reach it (the proxy is the same address).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, netns: Namespace | None = None) -> None:
         handler = functools.partial(_ImageHandler, directory=str(directory))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if netns is None:
+            self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        else:
+            self.httpd = http.server.ThreadingHTTPServer((netns.address, 0), handler,
+                                                         bind_and_activate=False)
+            self.httpd.socket.close()
+            self.httpd.socket = netns.socket()
+            self.httpd.server_bind()
+            self.httpd.server_activate()
+        self.netns = netns
         self.httpd.requests = []  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -397,11 +412,12 @@ class ImageServer:
         return self.httpd.requests  # type: ignore[attr-defined,no-any-return]
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"http://{self.httpd.server_address[0]}:{self.port}/{name}"
 
     @property
     def guest_proxy(self) -> str:
-        return f"http://10.0.2.2:{self.port}"
+        host = self.netns.address if self.netns is not None else "10.0.2.2"
+        return f"http://{host}:{self.port}"
 
     def __enter__(self) -> Self:
         self.thread.start()

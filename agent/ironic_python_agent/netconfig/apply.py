@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -280,7 +281,7 @@ class Applier:
                 continue
             argv = dhcp_argv(item, self.clients, str(self.run_dir))
             if argv is None and item.family == 6:
-                argv = dhcpv6_argv(item)
+                argv = dhcpv6_argv(item, str(self.run_dir))
             if argv is None:
                 self.problem(f"{item.link} DHCPv{item.family}", "no DHCP client in this image")
                 continue
@@ -290,10 +291,13 @@ class Applier:
                 self.problem(f"{item.link} DHCPv{item.family}", str(exc))
 
 
-def dhcpv6_argv(item: Dhcp) -> list[str] | None:
-    """Our own DHCPv6 client (for images without one), backgrounded by ``setsid``."""
-    del item
-    return None
+def dhcpv6_argv(item: Dhcp, run_dir: str = "/run", log: str = "/dev/console",
+                python: str = sys.executable) -> list[str]:
+    """Our own DHCPv6 client (:mod:`.dhcpv6_client`, for images without one), which
+    forks into the background; its lines go to the console, as udhcpc's do."""
+    return [python, "-m", "ironic_python_agent.netconfig.dhcpv6_client", "--background",
+            "--pidfile", f"{run_dir}/dhcpv6.{item.link}.pid", "--log", log,
+            *(["--stateless"] if item.stateless else []), item.link]
 
 
 class _StepFailed(Exception):

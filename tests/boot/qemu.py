@@ -89,6 +89,11 @@ class GuestSpec:
     machine: str = ""                       # the architecture's (q35, virt) when empty
     arch: str = "x86_64"                    # or "arm64"
     extra_args: tuple[str, ...] = ()
+    # QEMU runs inside this network namespace (``ip netns exec``), see tests/netns.py
+    netns: str = ""
+    # replaces the user network of the NIC, e.g. tests.netns.Namespace.netdev(tap);
+    # no hostfwd then (forward_ports are not used)
+    netdev: str = ""
 
 
 class Guest:
@@ -132,7 +137,8 @@ class Guest:
             "-monitor", "none",
             "-serial", f"file:{self.console_path}",
             "-no-reboot",
-            "-netdev", "user,id=net0" + (f",{fwd}" if fwd else ""),
+            "-netdev", (f"{spec.netdev},id=net0" if spec.netdev
+                        else "user,id=net0" + (f",{fwd}" if fwd else "")),
             "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}",
             "-drive", f"file={self.disk_path},if=none,id=disk0,format=raw,cache=unsafe",
             "-device", f"virtio-blk-pci,drive=disk0,serial={spec.disk_serial}",
@@ -158,7 +164,8 @@ class Guest:
         else:
             argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
                      "-append", spec.append]
-        return argv + list(spec.extra_args)
+        inside = ["ip", "netns", "exec", spec.netns] if spec.netns else []
+        return inside + argv + list(spec.extra_args)
 
     def start(self) -> Guest:
         if self.spec.disk_image is not None:
@@ -166,7 +173,8 @@ class Guest:
                             str(self.disk_path)], check=True)
         with open(self.disk_path, "ab") as disk:
             disk.truncate(max(self.spec.disk_size, disk.tell()))
-        self.forwards = {port: free_port() for port in self.spec.forward_ports}
+        self.forwards = ({} if self.spec.netdev else
+                         {port: free_port() for port in self.spec.forward_ports})
         self.console_path.touch()
         argv = self.argv()
         (self._tmp / "qemu.argv").write_text(" ".join(argv) + "\n")

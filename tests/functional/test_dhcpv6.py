@@ -149,3 +149,63 @@ def test_no_such_link_is_said(net: Net) -> None:
         capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "lean-ipa-dhcpv6: nosuch0:" in done.stdout and "Traceback" not in done.stderr
+
+
+# A server with a 4 s lease (dnsmasq's shortest is 2 min): T1 1 s, T2 2 s. It
+# writes each message type it gets to argv[1] and answers Renew only once, so
+# that the second renewal has to fall back to Rebind.
+SHORT_LEASE_SERVER = r"""
+import socket, struct, sys, ipaddress
+log = open(sys.argv[1], "a", buffering=1)
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"v6s")
+sock.bind(("::", 547))
+group = socket.inet_pton(socket.AF_INET6, "ff02::1:2") + struct.pack("@I",
+                                                                     socket.if_nametoindex("v6s"))
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+def opt(code, data):
+    return struct.pack("!HH", code, len(data)) + data
+renews = 0
+while True:
+    data, peer = sock.recvfrom(4096)
+    kind, xid = data[0], data[1:4]
+    pos, opts = 4, {}
+    while pos < len(data):
+        code, length = struct.unpack_from("!HH", data, pos)
+        opts[code] = data[pos + 4:pos + 4 + length]
+        pos += 4 + length
+    log.write(f"{kind}\n")
+    if kind == 5:
+        renews += 1
+        if renews > 1:
+            continue
+    iaid = opts[3][:4]
+    addr = ipaddress.IPv6Address("fd00:150::42").packed
+    ia = opt(3, iaid + struct.pack("!II", 1, 2) + opt(5, addr + struct.pack("!II", 4, 4)))
+    answer = bytes([2 if kind == 1 else 7]) + xid + opt(1, opts[1]) + opt(2, b"\0\3\0\1srvmac") + ia
+    sock.sendto(answer, peer)
+"""
+
+
+def test_renew_then_rebind_keep_a_short_lease(net: Net) -> None:
+    seen = net.tmp / "seen"
+    server = subprocess.Popen(["ip", "netns", "exec", net.server, sys.executable, "-c",
+                               SHORT_LEASE_SERVER, str(seen)])
+    pid = None
+    try:
+        time.sleep(0.3)
+        pidfile = net.tmp / "pid"
+        done = client(net, "--background", "--pidfile", str(pidfile), "--log",
+                      str(net.tmp / "log"), timeout=10)
+        assert done.returncode == 0, done.stderr
+        pid = int(pidfile.read_text())
+        time.sleep(6.5)  # past two T1s and one lease: it only lives on by renewing
+        kinds = seen.read_text().split()
+        assert kinds[:2] == ["1", "3"], kinds  # Solicit, Request
+        assert "5" in kinds and "6" in kinds, kinds  # Renew, then Rebind when unanswered
+        assert client_addresses(net) == ["fd00:150::42/128"], (net.tmp / "log").read_text()
+    finally:
+        if pid is not None:
+            os.kill(pid, 15)
+        server.terminate()
+        server.wait(timeout=10)

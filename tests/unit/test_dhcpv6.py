@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +178,16 @@ def test_lean_ipa_network_starts_its_own_client_without_another() -> None:
                     "--background", "--pidfile", "/run/dhcpv6.eth0.pid", "--log", "/dev/console",
                     "eth0"]
     assert "--stateless" in applying.dhcpv6_argv(Dhcp("eth0", 6, stateless=True))
+
+
+def test_a_second_run_stops_the_clients_of_the_first(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "dhcpv6.eth0.pid").write_text(f"{child.pid}\n")
+        (tmp_path / "udhcpc.eth0.pid").write_text("999999999\n")  # not this call's
+        assert applying.stop_dhcp_clients(tmp_path, client="dhcpv6") == ["eth0"]
+        assert child.wait(timeout=10) == -15
+        assert not (tmp_path / "dhcpv6.eth0.pid").exists()
+        assert (tmp_path / "udhcpc.eth0.pid").exists()
+    finally:
+        child.kill()

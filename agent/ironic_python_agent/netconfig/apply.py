@@ -87,11 +87,13 @@ def dhcp_argv(item: Dhcp, clients: dict[str, str], run_dir: str = "/run",
     return None
 
 
-def stop_dhcp_clients(run_dir: Path, keep: Sequence[str] = ()) -> list[str]:
-    """Stop the udhcpc clients an init started (``udhcpc.<link>.pid``); their links."""
+def stop_dhcp_clients(run_dir: Path, keep: Sequence[str] = (), client: str = "udhcpc"
+                      ) -> list[str]:
+    """Stop the clients an init (udhcpc) or an earlier run (``dhcpv6``) started, by
+    their ``<client>.<link>.pid``; their links."""
     stopped = []
-    for pidfile in sorted(run_dir.glob("udhcpc.*.pid")):
-        link = pidfile.name[len("udhcpc."):-len(".pid")]
+    for pidfile in sorted(run_dir.glob(f"{client}.*.pid")):
+        link = pidfile.name[len(client) + 1:-len(".pid")]
         if link in keep:
             continue
         try:
@@ -239,6 +241,7 @@ class Applier:
                 self.runner(["ip", "-4", "addr", "flush", "dev", name], check=False)
             if plan.link(name) is None and not plan.dhcp_everywhere:
                 self.runner(["ip", "link", "set", "dev", name, "down"], check=False)
+        stop_dhcp_clients(self.run_dir, client="dhcpv6")  # a run before this one's
         self.v6 = ({a.link for a in plan.addresses if a.address.version == 6}
                    | set(plan.slaac) | {d.link for d in plan.dhcp if d.family == 6})
         for link in plan.ordered_links():

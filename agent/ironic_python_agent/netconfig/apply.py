@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,11 +87,13 @@ def dhcp_argv(item: Dhcp, clients: dict[str, str], run_dir: str = "/run",
     return None
 
 
-def stop_dhcp_clients(run_dir: Path, keep: Sequence[str] = ()) -> list[str]:
-    """Stop the udhcpc clients an init started (``udhcpc.<link>.pid``); their links."""
+def stop_dhcp_clients(run_dir: Path, keep: Sequence[str] = (), client: str = "udhcpc"
+                      ) -> list[str]:
+    """Stop the clients an init (udhcpc) or an earlier run (``dhcpv6``) started, by
+    their ``<client>.<link>.pid``; their links."""
     stopped = []
-    for pidfile in sorted(run_dir.glob("udhcpc.*.pid")):
-        link = pidfile.name[len("udhcpc."):-len(".pid")]
+    for pidfile in sorted(run_dir.glob(f"{client}.*.pid")):
+        link = pidfile.name[len(client) + 1:-len(".pid")]
         if link in keep:
             continue
         try:
@@ -238,6 +241,7 @@ class Applier:
                 self.runner(["ip", "-4", "addr", "flush", "dev", name], check=False)
             if plan.link(name) is None and not plan.dhcp_everywhere:
                 self.runner(["ip", "link", "set", "dev", name, "down"], check=False)
+        stop_dhcp_clients(self.run_dir, client="dhcpv6")  # a run before this one's
         self.v6 = ({a.link for a in plan.addresses if a.address.version == 6}
                    | set(plan.slaac) | {d.link for d in plan.dhcp if d.family == 6})
         for link in plan.ordered_links():
@@ -280,7 +284,7 @@ class Applier:
                 continue
             argv = dhcp_argv(item, self.clients, str(self.run_dir))
             if argv is None and item.family == 6:
-                argv = dhcpv6_argv(item)
+                argv = dhcpv6_argv(item, str(self.run_dir))
             if argv is None:
                 self.problem(f"{item.link} DHCPv{item.family}", "no DHCP client in this image")
                 continue
@@ -290,10 +294,13 @@ class Applier:
                 self.problem(f"{item.link} DHCPv{item.family}", str(exc))
 
 
-def dhcpv6_argv(item: Dhcp) -> list[str] | None:
-    """Our own DHCPv6 client (for images without one), backgrounded by ``setsid``."""
-    del item
-    return None
+def dhcpv6_argv(item: Dhcp, run_dir: str = "/run", log: str = "/dev/console",
+                python: str = sys.executable) -> list[str]:
+    """Our own DHCPv6 client (:mod:`.dhcpv6_client`, for images without one), which
+    forks into the background; its lines go to the console, as udhcpc's do."""
+    return [python, "-m", "ironic_python_agent.netconfig.dhcpv6_client", "--background",
+            "--pidfile", f"{run_dir}/dhcpv6.{item.link}.pid", "--log", log,
+            *(["--stateless"] if item.stateless else []), item.link]
 
 
 class _StepFailed(Exception):

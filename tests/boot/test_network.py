@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Static networks under QEMU (TCG): the tinyipa ISO that Ironic's own virtual-media
-code builds with ``node.network_data`` injected (openstack/latest/network_data.json
-on the VMEDIA_BOOT_ISO), and the ``ip=`` kernel parameter.
+"""Static networks under QEMU (TCG): the ``ip=``, ``bond=`` and ``vlan=`` kernel
+parameters, and IPv6. (The ISO Ironic's virtual-media code builds with
+``node.network_data`` is booted by tests/e2e/test_dhcpless.py, on a network
+without DHCP, against the real Ironic.)
 
 The guests sit on QEMU user networking; its DHCP server would hand out
 10.0.2.15, so a lookup and a heartbeat whose callback URL names 10.0.2.50
@@ -13,7 +14,6 @@ guest has no user network: a VLAN on its bond reaches a namespace this test make
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +23,6 @@ import pytest
 
 from tests.boot.agent_checks import AGENT_PORT, AgentAPI, hardware_inventory, lookup_and_heartbeat
 from tests.boot.qemu import Guest, GuestSpec
-from tests.boot.test_iso import ironic_python, tinyipa_iso_inputs  # noqa: F401 - fixtures
 from tests.fake_ironic import FakeIronic
 from tests.netns import network_namespace
 from tests.vlan_switch import VlanSwitch, open_tap
@@ -37,58 +36,11 @@ BOND_VLAN = 100
 BOND_ADDRESS = "192.168.160.10"
 BOND_GATEWAY = "192.168.160.1"
 
-# What prepare_deploy_iso does with network_data (ironic/drivers/modules/image_utils.py):
-# the JSON as bytes, injected at openstack/latest/network_data.json of the UEFI ISO.
-IRONIC_BUILDS_VMEDIA_ISO = """
-import json, sys
-from ironic.common import images
-out, kernel, ramdisk, deploy_iso, params, network_data = sys.argv[1:]
-data = json.dumps(json.loads(network_data), indent=2).encode("utf-8")
-images.create_esp_image_for_uefi(out, kernel, ramdisk, deploy_iso=deploy_iso,
-                                 kernel_cmd_line=params,
-                                 inject_files={data: "openstack/latest/network_data.json"})
-"""
-
 
 @pytest.fixture
 def ironic() -> Iterator[FakeIronic]:
     with FakeIronic() as server:
         yield server
-
-
-def network_data(mac: str) -> dict:
-    return {"links": [{"id": "port-0", "type": "phy", "ethernet_mac_address": mac,
-                       "mtu": 1500},
-                      # a NIC this machine does not have: logged, the rest still applies
-                      {"id": "port-9", "type": "phy",
-                       "ethernet_mac_address": "52:54:00:99:99:99"}],
-            "networks": [{"id": "net-0", "type": "ipv4", "link": "port-0",
-                          "ip_address": "10.0.2.50", "netmask": "255.255.255.0",
-                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
-                                      "gateway": "10.0.2.2"}]}],
-            "services": [{"type": "dns", "address": "10.0.2.3"}]}
-
-
-def test_ironic_vmedia_iso_with_network_data(tmp_path: Path, tinyipa_iso_inputs: tuple[
-        Path, Path], ironic_python: Path, ironic: FakeIronic) -> None:  # noqa: F811
-    kernel, initrd = tinyipa_iso_inputs
-    spec = GuestSpec(name="net-vmedia-static", iso=tmp_path / "ironic.iso", firmware="uefi")
-    params = (f"console=ttyS0 boot_method=vmedia ipa-api-url=http://10.0.2.2:{ironic.port} "
-              "ipa-insecure=1")
-    done = subprocess.run(
-        [str(ironic_python), "-c", IRONIC_BUILDS_VMEDIA_ISO, str(spec.iso), str(kernel),
-         str(initrd), str(OUT / "iso" / "tinyipa.iso"), params,
-         json.dumps(network_data(spec.mac))], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    with Guest(spec) as guest:
-        beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=400, heartbeat_timeout=120)
-        assert beat["callback_url"].split("://")[1].startswith("10.0.2.50:"), beat
-        console = guest.console_path.read_text(errors="replace")
-    assert "network_data.json from /dev/sr0" in console
-    assert "ignored links[1].ethernet_mac_address: no interface has MAC 52:54:00:99:99:99" \
-        in console
-    assert "up 10.0.2.50/24" in console
-    assert "has 10.0.2.15" not in console  # no DHCP lease was taken
 
 
 @pytest.mark.parametrize("kind", ["static", "dhcp"])

@@ -39,7 +39,6 @@ from typing import Any
 import pytest
 
 from tests.boot.qemu import GuestSpec
-from tests.boot.test_network import IRONIC_BUILDS_VMEDIA_ISO
 from tests.e2e import ironic, qemu_bmc
 from tests.netns import Namespace, network_namespace
 
@@ -50,12 +49,27 @@ BRIDGE_ADDRESS = "192.168.150.1/24"
 GUEST_ADDRESS = "192.168.150.50"
 DHCP_SERVER_PORTS = ((socket.AF_INET, 67), (socket.AF_INET6, 547))
 ALL_DHCP_SERVERS = "ff02::1:2"
+MISSING_MAC = "52:54:00:99:99:99"
+
+# What prepare_deploy_iso does with network_data (ironic/drivers/modules/image_utils.py):
+# the JSON as bytes, injected at openstack/latest/network_data.json of the UEFI ISO.
+IRONIC_BUILDS_VMEDIA_ISO = """
+import json, sys
+from ironic.common import images
+out, kernel, ramdisk, deploy_iso, params, network_data = sys.argv[1:]
+data = json.dumps(json.loads(network_data), indent=2).encode("utf-8")
+images.create_esp_image_for_uefi(out, kernel, ramdisk, deploy_iso=deploy_iso,
+                                 kernel_cmd_line=params,
+                                 inject_files={data: "openstack/latest/network_data.json"})
+"""
 
 
 def network_data(mac: str) -> dict[str, Any]:
-    """What an operator sets on the node: one NIC, one static address, no gateway."""
+    """What an operator sets on the node: one NIC, one static address, no gateway; and a
+    NIC the machine does not have, which is logged and skipped while the rest applies."""
     return {"links": [{"id": "port-0", "type": "phy", "ethernet_mac_address": mac,
-                       "mtu": 1500}],
+                       "mtu": 1500},
+                      {"id": "port-9", "type": "phy", "ethernet_mac_address": MISSING_MAC}],
             "networks": [{"id": "net-0", "type": "ipv4", "link": "port-0",
                           "network_id": "provisioning",
                           "ip_address": GUEST_ADDRESS, "netmask": "255.255.255.0",
@@ -196,6 +210,8 @@ def test_dhcpless_vmedia_node_cleans_and_deploys(
         text = console.read_text(errors="replace")
         assert "network_data.json from /dev/sr0" in text, console
         assert f"up {GUEST_ADDRESS}/24" in text, console
+        assert ("ignored links[1].ethernet_mac_address: no interface has MAC "
+                f"{MISSING_MAC}") in text, console
         # no DHCP client: /init's and udhcpc's lease lines (tinyipa/udhcpc.script)
         assert "starting DHCP" not in text, console
         assert not re.search(r"tinyipa: \S+ has ", text), console

@@ -238,10 +238,19 @@ def add_package_files(ctx: Context, name: str) -> None:
     pkg = next((p for p in ctx.packages if p.name == name), None)
     if pkg is None:
         raise RuntimeError(f"extra package {name} was not fetched")
-    skip = re.compile(r"^/usr/share/(doc|man|info|locale|lintian|bug)/")
-    for vpath, (_real, owner) in sorted(ctx.root.tree.files.items()):
-        if owner == pkg and not skip.match(vpath):
+    # tinyipa has no systemd (its /init starts what runs) and no init scripts
+    skip = re.compile(r"^/usr/share/(doc|man|info|locale|lintian|bug)/"
+                      r"|^(/usr)?/lib/systemd/(system|user)/|^/etc/(systemd|init\.d)/")
+    for vpath, (real, owner) in sorted(ctx.root.tree.files.items()):
+        if owner != pkg or skip.match(vpath):
+            continue
+        try:
             ctx.root.add_file(vpath)
+        except FileNotFoundError:
+            if not real.is_symlink():
+                raise
+            # a link to what no package has (e.g. /dev/null): kept as the package has it
+            ctx.root.add_symlink(vpath, os.readlink(real))
 
 
 def install_python(ctx: Context) -> None:

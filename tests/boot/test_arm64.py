@@ -188,7 +188,8 @@ def test_ironic_inspects_cleans_and_deploys_node(arm64_image: tuple[Path, Path],
             assert node.boots == 1, f"{node.boots} boots; fast track boots once"
         finally:
             for t in flows.timings:
-                print(f"arm64 node {t.flow:8} agent up {t.agent_started or 0:6.1f} s, "
+                up = "-" if t.agent_started is None else f"{t.agent_started:.1f} s"
+                print(f"arm64 node {t.flow:10} agent up {up:>7} (fast track: -), "
                       f"done {t.finished:6.1f} s after QEMU started")
             node.close()
             flows.retire()

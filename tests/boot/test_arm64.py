@@ -189,7 +189,7 @@ def test_ironic_inspects_cleans_and_deploys_node(arm64_image: tuple[Path, Path],
         finally:
             for t in flows.timings:
                 up = "-" if t.agent_started is None else f"{t.agent_started:.1f} s"
-                print(f"arm64 node {t.flow:10} agent up {up:>7} (fast track: -), "
+                print(f"arm64 node {t.flow:10} agent up {up:>7}, "
                       f"done {t.finished:6.1f} s after QEMU started")
             node.close()
             flows.retire()

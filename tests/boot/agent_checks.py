@@ -107,15 +107,22 @@ def virtio_disk(inventory: dict[str, Any], spec: GuestSpec,
     return disk
 
 
+def check_inventory(inventory: dict[str, Any], spec: GuestSpec,
+                    check_serial: bool = True) -> None:
+    """The inventory (the agent's, or the one Ironic stored from inspection) lists
+    the guest's virtio disk and MAC."""
+    virtio_disk(inventory, spec, check_serial)
+    macs = {i["mac_address"] for i in inventory["interfaces"]}
+    assert spec.mac in macs, macs
+
+
 def check_booted_agent(api: AgentAPI, spec: GuestSpec,
                        check_serial: bool = True) -> dict[str, Any]:
     """Status answers, the inventory lists the virtio disk and the guest's MAC;
     returns the inventory."""
     agent_status(api)
     inventory = hardware_inventory(api)
-    virtio_disk(inventory, spec, check_serial)
-    macs = {i["mac_address"] for i in inventory["interfaces"]}
-    assert spec.mac in macs, macs
+    check_inventory(inventory, spec, check_serial)
     return inventory
 
 

@@ -1,25 +1,37 @@
 # SPDX-License-Identifier: Apache-2.0
 """The arm64 images: ./build.sh tinyipa --arch arm64 on this x86_64 host, then
-booted under qemu-system-aarch64 (virt, Cortex-A57, TCG) against a fake Ironic.
+booted under qemu-system-aarch64 (virt, Cortex-A57, TCG).
 
 Every arm64 boot is in this one module (TCG emulating another architecture is
-the slowest QEMU there is): the kernel booted directly, with the device tree
-QEMU makes, and the UEFI ISO under edk2 (AAVMF), with the firmware's tables.
+the slowest QEMU there is), two boots in all: the kernel booted directly, with
+the device tree QEMU makes, as a node of the real Ironic 39 (inspect, provide
+with automated cleaning, deploy, in one boot: the node's fast track), and the
+UEFI ISO under edk2 (AAVMF), with the firmware's tables, against a fake Ironic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.boot.agent_checks import AgentAPI, check_booted_agent, lookup_and_heartbeat
-from tests.boot.qemu import Guest, GuestSpec
+from tests.boot.agent_checks import (
+    AgentAPI,
+    agent_status,
+    check_booted_agent,
+    check_inventory,
+    lookup_and_heartbeat,
+)
+from tests.boot.qemu import ARTEFACTS, Guest, GuestSpec
+from tests.e2e import ironic, qemu_bmc
 from tests.fake_ironic import FakeIronic
 from tests.tinyipa_build import ensure_tinyipa
 from tinyipa import cpio, elf
@@ -99,23 +111,91 @@ def boot_spec(name: str, **kw: object) -> GuestSpec:
                      **kw)  # type: ignore[arg-type]
 
 
+def wait_for_heartbeat(client: ironic.IronicClient, node: qemu_bmc.QemuNode,
+                       timeout: float) -> dict[str, object]:
+    """The node's driver_internal_info once Ironic has recorded a heartbeat."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info: dict[str, object] = client.node(node.uuid)["driver_internal_info"]
+        if info.get("agent_url") and info.get("agent_last_heartbeat"):
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no heartbeat recorded after {timeout:.0f} s: {info}\n"
+                                 f"{node.console_tail()}")
+        time.sleep(1)
+
+
+@pytest.mark.e2e
 @pytest.mark.boot
-def test_kernel_boot_lookup_heartbeat_inventory(arm64_image: tuple[Path, Path]) -> None:
+@pytest.mark.timeout(1800)
+def test_ironic_inspects_cleans_and_deploys_node(arm64_image: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    """The real Ironic drives an arm64 node booted once, kernel + initramfs.
+
+    ``driver_info/fast_track``: inspection leaves the agent running; it looks the
+    node up and heartbeats, cleans (erase_devices_metadata) and writes a small
+    whole-disk image; only the deploy's tear-down (sync, then the BMC's power-off)
+    ends the boot. Agent auto-TLS, as Ironic requires by default.
+    """
     kernel, initramfs = arm64_image
-    with FakeIronic() as ironic:
-        spec = boot_spec("tinyipa-arm64", kernel=kernel, initrd=initramfs,
-                         append=(f"console=ttyAMA0 panic=-1 ipa-api-url=http://10.0.2.2:"
-                                 f"{ironic.port} ipa-insecure=1"))
-        with Guest(spec) as guest:
-            beat = lookup_and_heartbeat(guest, ironic, lookup_timeout=300,
-                                        heartbeat_timeout=180)
-            print(f"arm64 kernel boot: heartbeat {guest.elapsed:.1f}s after QEMU started")
-            api = AgentAPI.from_heartbeat(guest, beat, ironic.agent_token)
-            inventory = check_booted_agent(api, spec, check_serial=True)
+    artefacts = ARTEFACTS / "arm64-node"
+    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600)
+    served = tmp_path / "served"
+    served.mkdir()
+    image, content = qemu_bmc.make_whole_disk_image(served, "raw")
+    with ironic.running_ironic(settings, tmp_path / "ironic") as (service, client), \
+            qemu_bmc.ImageServer(served) as server:
+        node = qemu_bmc.QemuNode("arm64-node", qemu_bmc.KernelMedia(kernel, initramfs),
+                                 service.api_port, tmp_path, artefacts, memory_mib=512,
+                                 arch="arm64")
+        flows = qemu_bmc.NodeFlows(node, service, client, fast_track=True)
+        try:
+            flows.enroll()
+            # A partition table for cleaning to erase, there before the guest reads the disk.
+            with open(node.disk, "r+b") as disk:
+                disk.write(content[:1 << 20])
+
+            props = flows.inspect().node["properties"]
+            assert props.get("cpu_arch") == "aarch64", props
+            assert props.get("cpus") == 1, props
+            assert props.get("local_gb") == qemu_bmc.DISK_SIZE // qemu_bmc.GIB - 1, props
+            assert node.guest is not None and node.guest.running()
+            inventory = client.call("GET", f"/v1/nodes/{node.uuid}/inventory")["inventory"]
+            check_inventory(inventory, node.guest.spec)
             assert inventory["cpu"]["architecture"] == "aarch64", inventory["cpu"]
             # no SMBIOS without UEFI: the device tree QEMU made names the machine
             assert inventory["system_vendor"]["product_name"] == "linux,dummy-virt"
             assert inventory["boot"]["current_boot_mode"] == "bios"
+
+            # After inspection the agent looked the node up (a token) and heartbeats
+            # with its auto-TLS URL; its API answers over that TLS.
+            info = wait_for_heartbeat(client, node, timeout=300)
+            assert info["agent_url"] == f"https://127.0.0.1:{node.host_port}", info
+            assert info.get("agent_secret_token"), info
+            print(f"arm64 node: heartbeat {node.guest.elapsed:.1f}s after QEMU started")
+            ca = info.get("agent_verify_ca")
+            ca_pem = Path(str(ca)).read_text() if ca and Path(str(ca)).is_file() else None
+            agent_status(AgentAPI(str(info["agent_url"]), ca_pem, ""))
+
+            assert node.read_disk(2, 510) == b"\x55\xaa"
+            flows.provide()
+            assert node.read_disk(2, 510) != b"\x55\xaa", "cleaning left the partition table"
+            assert node.guest is not None and node.guest.running(), "fast track: still up"
+
+            deployed = flows.deploy(server, image, "raw", oob_power_off=True)
+            assert deployed.node["last_error"] is None
+            assert node.read_disk(len(content)) == content, "the disk does not hold the image"
+            assert node.boots == 1, f"{node.boots} boots; fast track boots once"
+        finally:
+            for t in flows.timings:
+                up = "-" if t.agent_started is None else f"{t.agent_started:.1f} s"
+                print(f"arm64 node {t.flow:10} agent up {up:>7}, "
+                      f"done {t.finished:6.1f} s after QEMU started")
+            node.close()
+            flows.retire()
+            with contextlib.suppress(OSError):
+                artefacts.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(service.log, artefacts / "ironic.log")
 
 
 def make_iso(tmp_path: Path, kernel: Path, initrd: Path, append: str) -> Path:

@@ -340,6 +340,15 @@ class IronicClient:
         else:
             self.call("DELETE", f"/v1/nodes/{node}/maintenance", ok=(202,))
 
+    def set_power_state(self, node: str, target: str, timeout: float = 60) -> None:
+        """Ask for *target* (``power on``, ``power off``) and wait until Ironic records it."""
+        self.call("PUT", f"/v1/nodes/{node}/states/power", {"target": target}, ok=(202,))
+        deadline = time.monotonic() + timeout
+        while self.node(node).get("power_state") != target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {node} not '{target}' after {timeout:.0f} s")
+            time.sleep(0.5)
+
     def set_provision_state(self, node: str, target: str, **extra: Any) -> None:
         self.call("PUT", f"/v1/nodes/{node}/states/provision", {"target": target, **extra},
                   ok=(202,))

@@ -18,7 +18,13 @@ name its auto-TLS certificate carries.
 Two ways to boot, :class:`KernelMedia` (``-kernel``/``-initrd``/``-append``)
 and :class:`IsoMedia` (``-cdrom`` with an ISO made by ``iso-image-create
 --append``, the flow's own parameters on an ``ir-vfd-dev`` USB stick holding
-``parameters.txt``, as Ironic's virtual media does).
+``parameters.txt``, as Ironic's virtual media does). The node is x86_64 (q35)
+or, booting kernel + initramfs, arm64 (``virt``, Cortex-A57, see
+``tests/boot/qemu.py``).
+
+With ``driver_info/fast_track`` (:class:`NodeFlows` ``fast_track=True``) Ironic
+leaves the node powered on between flows: the agent booted for inspection
+also cleans and deploys, and :func:`drive` boots nothing when the guest runs.
 
 Every boot's serial console is kept under the artefacts directory.
 """
@@ -56,6 +62,8 @@ AGENT_PORT = 9999
 SSH_PORT = 22
 # How long Ironic may take to notice a guest that stopped by itself.
 SELF_OFF_GRACE = 90
+# The serial console's name in the guest, per architecture.
+CONSOLES = {"x86_64": "ttyS0", "arm64": "ttyAMA0"}
 # Printed by tinyipa's /init and by the agent once it runs.
 AGENT_STARTED = re.compile(r"starting ironic-python-agent|ironic_python_agent\.\w+")
 
@@ -99,7 +107,7 @@ class Media(Protocol):
 
 def base_params(node: QemuNode) -> str:
     """Parameters every boot needs: the console, Ironic's URL, what to advertise."""
-    return (f"console=ttyS0 panic=-1 ipa-api-url={node.api_url} "
+    return (f"console={CONSOLES[node.arch]} panic=-1 ipa-api-url={node.api_url} "
             f"ipa-advertise-host=127.0.0.1 ipa-advertise-port={node.host_port}")
 
 
@@ -115,7 +123,7 @@ class KernelMedia:
         return GuestSpec(name=node.name, kernel=self.kernel, initrd=self.initrd,
                          append=f"{base_params(node)} {params}".strip(),
                          memory_mib=node.memory_mib, mac=node.mac, disk_size=DISK_SIZE,
-                         forward_ports=(AGENT_PORT,))
+                         forward_ports=(AGENT_PORT,), arch=node.arch)
 
 
 @dataclass
@@ -145,6 +153,8 @@ class IsoMedia:
         return self.isos[node.name]
 
     def spec(self, node: QemuNode, params: str, workdir: Path) -> GuestSpec:
+        if node.arch != "x86_64":
+            raise ValueError(f"IsoMedia boots x86_64 nodes (SeaBIOS), not {node.arch}")
         extra: tuple[str, ...] = ()
         if params:
             stick = make_parameters_stick(workdir / f"{node.name}-vfd.img", params)
@@ -170,7 +180,11 @@ def make_parameters_stick(path: Path, params: str) -> Path:
 
 @dataclass
 class FlowTiming:
-    """Seconds from the guest's start: to the agent starting, to the flow's end."""
+    """Seconds from the guest's start: to the agent starting, to the flow's end.
+
+    A fast-track flow reuses the guest: no agent start, and its end counts from
+    the one boot.
+    """
 
     flow: str
     media: str
@@ -185,8 +199,12 @@ class QemuNode:
     """One enrolled node and the QEMU guest that is its hardware."""
 
     def __init__(self, name: str, media: Media, api_port: int, workdir: Path,
-                 artefacts: Path, memory_mib: int = 1024, api_url: str = "") -> None:
+                 artefacts: Path, memory_mib: int = 1024, api_url: str = "",
+                 arch: str = "x86_64") -> None:
+        if arch not in CONSOLES:
+            raise ValueError(f"arch must be one of {', '.join(CONSOLES)}, not {arch!r}")
         self.name = name
+        self.arch = arch
         self.media = media
         self.mac = random_mac()
         self.host_port = ironic.free_port()
@@ -270,25 +288,30 @@ def drive(node: QemuNode, service: ironic.IronicService, client: ironic.IronicCl
           **provision: Any) -> FlowTiming:
     """Request *target*, boot the guest at *wait_state*, wait for one of *end_states*.
 
-    The guest is stopped when Ironic records the node powered off after the boot
-    (end of cleaning, deploy tear-down, end of inspection) or when the flow ends,
-    unless *keep_running* and the flow succeeded (a rescued node stays up).
+    A guest still running from the previous flow (Ironic's fast track) is not
+    booted again: the agent in it goes on. The guest is stopped when Ironic
+    records the node powered off after the boot (end of cleaning, deploy
+    tear-down, end of inspection) or when the flow ends, unless *keep_running*
+    and the flow succeeded (a rescued node stays up, a fast-track node too).
     Raises :class:`FlowFailed` with the console and Ironic's errors otherwise.
     """
     ends = set(end_states)
     client.set_provision_state(node.uuid, target, **provision)
-    try:
-        client.wait_for_state(node.uuid, {wait_state}, timeout=120)
-    except (ironic.IronicError, TimeoutError) as exc:
-        raise FlowFailed(explain(node, service, str(exc))) from None
-    guest = node.power_on(params, label)
+    guest = node.guest
+    booted = guest is None or not guest.running()
+    if guest is None or booted:
+        try:
+            client.wait_for_state(node.uuid, {wait_state}, timeout=120)
+        except (ironic.IronicError, TimeoutError) as exc:
+            raise FlowFailed(explain(node, service, str(exc))) from None
+        guest = node.power_on(params, label)
     agent_started: float | None = None
     self_off: float | None = None
     deadline = time.monotonic() + timeout
     reached = False
     try:
         while True:
-            if agent_started is None and AGENT_STARTED.search(guest.console()):
+            if booted and agent_started is None and AGENT_STARTED.search(guest.console()):
                 agent_started = guest.elapsed
             data = client.node(node.uuid)
             state = data["provision_state"]
@@ -457,23 +480,36 @@ DEPLOY_PROPERTIES = {"vendor": "lenovo", "capabilities": "boot_mode:uefi"}
 
 
 class NodeFlows:
-    """The operator's flows on one QEMU node, each timed from the guest's start."""
+    """The operator's flows on one QEMU node, each timed from the guest's start.
+
+    With *fast_track* the node's ``driver_info/fast_track`` is on: inspection
+    and cleaning leave the guest running (Ironic does not power it off) and the
+    next flow drives the same agent, so one boot serves inspect, provide and
+    deploy; only the deploy's tear-down powers the node off.
+    """
 
     def __init__(self, node: QemuNode, service: ironic.IronicService,
-                 client: ironic.IronicClient) -> None:
+                 client: ironic.IronicClient, fast_track: bool = False) -> None:
         self.node = node
         self.service = service
         self.client = client
+        self.fast_track = fast_track
         self.timings: list[FlowTiming] = []
 
     def enroll(self, **fields: Any) -> str:
         """Create the node (*fields* override the interfaces and add driver_info...)."""
+        if self.fast_track:
+            fields["driver_info"] = {**fields.get("driver_info", {}), "fast_track": True}
         created = self.client.create_node(f"{self.node.name}-{time.monotonic_ns()}",
                                           **{"inspect_interface": "agent", **fields})
         self.node.uuid = str(created["uuid"])
         self.client.create_port(self.node.uuid, self.node.mac)
         self.client.set_provision_state(self.node.uuid, "manage")
         self.client.wait_for_state(self.node.uuid, {"manageable"}, timeout=60)
+        if self.fast_track:
+            # Fast track needs Ironic to see the power on; the fake power interface
+            # reports what it was last told, and unmanaged inspection tells it nothing.
+            self.client.set_power_state(self.node.uuid, "power on")
         return self.node.uuid
 
     def _drive(self, target: str, ends: set[str], wait_state: str, label: str,
@@ -486,13 +522,15 @@ class NodeFlows:
     def inspect(self) -> FlowTiming:
         callback = f"{self.node.api_url}/v1/continue_inspection"
         return self._drive("inspect", {"manageable"}, "inspect wait", "inspect",
-                           params=f"ipa-inspection-callback-url={callback}")
+                           params=f"ipa-inspection-callback-url={callback}",
+                           keep_running=self.fast_track)
 
     def provide(self) -> FlowTiming:
         """manageable → cleaning (erase_devices_metadata) → available."""
         properties = {**self.client.node(self.node.uuid)["properties"], **DEPLOY_PROPERTIES}
         self.client.patch_node(self.node.uuid, properties=properties)
-        return self._drive("provide", {"available"}, "clean wait", "clean")
+        return self._drive("provide", {"available"}, "clean wait", "clean",
+                           keep_running=self.fast_track)
 
     def deploy(self, server: ImageServer, image: Path, disk_format: str, *,
                oob_power_off: bool = False) -> FlowTiming:

@@ -60,26 +60,15 @@ class ImageExtension(base.BaseAgentExtension):
             except errors.DeviceNotFound:
                 LOG.info("Whole-disk image on %s has no ESP; nothing to do", device)
             except Exception as exc:
-                if ignore:
-                    LOG.warning("Ignoring boot loader failure: %s", exc)
-                    return
-                if isinstance(exc, errors.RESTError):
-                    raise
-                raise errors.CommandExecutionError(
-                    f"Setting up UEFI boot entries failed: {exc}") from None
+                _failed(exc, ignore, "Setting up UEFI boot entries failed")
+                return
         if is_whole_disk_root(root_uuid):
             LOG.info("Whole-disk image: the boot loader is the image's own")
             return
         try:
             self._partition_image(root_uuid, efi_system_part_uuid, target_boot_mode, uefi)
         except Exception as exc:
-            if ignore:
-                LOG.warning("Ignoring boot loader failure: %s", exc)
-                return
-            if isinstance(exc, errors.RESTError):
-                raise
-            raise errors.CommandExecutionError(
-                f"Installing the boot loader for root {root_uuid} failed: {exc}") from None
+            _failed(exc, ignore, f"Installing the boot loader for root {root_uuid} failed")
 
     def _partition_image(self, root_uuid: str, esp_uuid: str | None,
                          target_boot_mode: str, uefi_firmware: bool) -> None:
@@ -121,6 +110,17 @@ class ImageExtension(base.BaseAgentExtension):
             LOG.info("No NVRAM entries from this ramdisk (%s); the firmware finds "
                      "EFI/BOOT on %s", "booted BIOS" if not uefi_firmware else "no efibootmgr",
                      esp_path)
+
+
+def _failed(exc: Exception, ignore: bool, what: str) -> None:
+    """Log and return when boot loader failures are ignored; otherwise raise: an API
+    error as it is, anything else as a CommandExecutionError saying *what* failed."""
+    if ignore:
+        LOG.warning("Ignoring boot loader failure: %s", exc)
+        return
+    if isinstance(exc, errors.RESTError):
+        raise exc
+    raise errors.CommandExecutionError(f"{what}: {exc}") from None
 
 
 def _install_device() -> str:

@@ -167,8 +167,8 @@ def verify_kernel(kernel: Path, ca_der: Path, sbverify: str | Path, work: Path) 
     found = verify_pe(inner, ca_der, sbverify, work)
     what = (f"signed by {'; '.join(found.signers)}" if found.verified
             else f"not signed by Debian's CA: {found.detail}")
-    return unknown(f"gzip'd arm64 Image (no signed arm64 boot chain here yet); the Image "
-                   f"inside is {what}")
+    return unknown(f"gzip'd kernel, as an arm64 Image is shipped (no signed arm64 boot chain "
+                   f"here yet); the Image inside is {what}")
 
 
 def debian_ca(cache: Path, log: Log) -> Path:

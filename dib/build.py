@@ -108,8 +108,8 @@ def build(ctx: Context) -> None:
         outputs.publish(ctx.out, ctx.name, ["input " + line for line in inputs.splitlines()]
                         + inside + [verdict.manifest_line()])
         stamp.write_text(inputs)
-        notes.append(", ".join(f"{ctx.name}.{s} {(ctx.out / f'{ctx.name}.{s}').stat().st_size / 1e6:.1f} MB"
-                               for s in ("kernel", "initramfs")))
+        sizes = {s: (ctx.out / f"{ctx.name}.{s}").stat().st_size for s in ("kernel", "initramfs")}
+        notes.append(", ".join(f"{ctx.name}.{s} {size / 1e6:.1f} MB" for s, size in sizes.items()))
     ironic_layout(ctx)
 
 
@@ -174,7 +174,7 @@ def input_lines(ctx: Context) -> str:
     tree = hashlib.sha256()
     for path in sorted(p for p in ELEMENTS.rglob("*") if p.is_file()):
         tree.update(str(path.relative_to(TOP)).encode() + b"\0" + path.read_bytes())
-    lines = [f"builder dib", f"name {c.name}", f"release {c.release}", f"arch {c.arch}",
+    lines = ["builder dib", f"name {c.name}", f"release {c.release}", f"arch {c.arch}",
              f"diskimage-builder {DIB_VERSION}", f"mirror {mirror()}",
              f"elements {' '.join(element_list(ctx))}", f"packages {' '.join(ctx.packages)}",
              f"modules {' '.join(c.extra_modules)}", f"extra-hardware {int(ctx.extra_hardware)}",

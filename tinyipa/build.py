@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildlib import arch, modules, options, outputs, programs, signature
+from buildlib import arch, modules, outputs, programs, signature
+from buildlib.options import Common
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log, run
@@ -55,7 +56,7 @@ class Context:
     pip_python: str = sys.executable
     refresh: bool = False
     rebuild: bool = False
-    common: options.Common | None = None
+    common: Common | None = None
     config: dict[str, Any] = field(default_factory=dict)
     # filled in while building
     log: Log = field(init=False)

@@ -162,8 +162,11 @@ def verify_kernel(kernel: Path, ca_der: Path, sbverify: str | Path, work: Path) 
     if kind == "other":
         return KernelSignature(False, (), "not a PE/EFI kernel image (nothing to sign)")
     inner = work / "Image"
-    with gzip.open(kernel, "rb") as src, open(inner, "wb") as dest:
-        shutil.copyfileobj(src, dest, 1 << 20)
+    try:
+        with gzip.open(kernel, "rb") as src, open(inner, "wb") as dest:
+            shutil.copyfileobj(src, dest, 1 << 20)
+    except (EOFError, gzip.BadGzipFile) as exc:
+        return KernelSignature(False, (), f"a gzip'd kernel that does not unpack ({exc})")
     found = verify_pe(inner, ca_der, sbverify, work)
     what = (f"signed by {'; '.join(found.signers)}" if found.verified
             else f"not signed by Debian's CA: {found.detail}")
@@ -211,8 +214,11 @@ def _fetch(top: Path, dest: Path, version: str, log: Log) -> Path:
         log.run(["dpkg-deb", "-x", debs[0], tree])
         if not (tree / CA_PATH).is_file():
             raise BuildError(f"{debs[0].name} has no {CA_PATH}")
-        shutil.rmtree(dest, ignore_errors=True)
-        tree.rename(dest)
+        try:
+            tree.rename(dest)
+        except OSError:  # another build fetched the same version meanwhile
+            if not (dest / CA_PATH).is_file():
+                raise
     return dest / CA_PATH
 
 

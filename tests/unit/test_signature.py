@@ -90,6 +90,9 @@ def test_a_file_that_is_no_pe_kernel_is_not_signed(tmp_path: Path) -> None:
     kernel.write_bytes(b"\x7fELF" + bytes(100))
     verdict = signature.verify_kernel(kernel, tmp_path / "unused.der", "sbverify", tmp_path)
     assert verdict.verified is False and "not a PE/EFI kernel" in verdict.detail
+    kernel.write_bytes(gzip.compress(b"MZ" + bytes(100))[:-6])  # cut short
+    verdict = signature.verify_kernel(kernel, tmp_path / "unused.der", "sbverify", tmp_path)
+    assert verdict.verified is False and "does not unpack" in verdict.detail
 
 
 class FakeLog:
@@ -134,6 +137,14 @@ def test_debian_ca_is_fetched_once_per_version(tmp_path: Path) -> None:
     assert signature.debian_ca(tmp_path, again) == ca  # type: ignore[arg-type]
     assert [a[0] for a in again.ran] == ["apt-cache"]
     assert sorted(p.name for p in (tmp_path / "debian-ca").iterdir()) == ["16.1-2~deb12u1"]
+
+
+def test_a_ca_fetched_meanwhile_by_another_build_is_taken(tmp_path: Path) -> None:
+    log = FakeLog()
+    first = signature.debian_ca(tmp_path, log)  # type: ignore[arg-type]
+    dest = first.parents[len(Path(signature.CA_PATH).parts) - 1]
+    again = signature._fetch(tmp_path / "debian-ca", dest, "16.1-2~deb12u1", FakeLog())
+    assert again == first and first.read_bytes() == b"0\x82 the CA"
 
 
 def test_offline_the_cached_ca_is_used_and_without_one_it_is_unknown(tmp_path: Path) -> None:

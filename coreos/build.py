@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildlib import arch as arches
-from buildlib import emulation, host, modules, options, outputs, programs
+from buildlib import emulation, host, modules, options, outputs, programs, signature
 from coreos import container, kernel, units
 from coreos.runner import BuildError, Runner
 
@@ -559,6 +559,8 @@ def write_manifest(ctx: Context) -> None:
         else:
             lines.append(f"host kernel-package {ctx.kernel_deb.name}")
         lines.append(f"container image {ctx.container_image.stat().st_size} bytes")
+        lines.append(signature.check_kernel(ctx.out / f"{ctx.name}.kernel", ctx.cache,
+                                            ctx.runner).manifest_line())
         lines += sorted(f"python {p.name}" for p in ctx.wheels.glob("*.whl"))
         outputs.publish(ctx.out, ctx.name, lines)
         if c is not None and c.ironic_layout:

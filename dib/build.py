@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildlib import arch as arches
-from buildlib import emulation, host, modules, options, outputs
+from buildlib import emulation, host, modules, options, outputs, signature
 from buildlib.log import BuildError, Log
 
 TOP = Path(__file__).resolve().parents[1]
@@ -99,14 +99,17 @@ def build(ctx: Context) -> None:
         disk_image_create(ctx)
     # an arm64 Image (33 MB) shipped gzip'd, as tinyipa's and coreos' (GRUB, iPXE unpack it)
     outputs.write_kernel(ctx.out / f"{ctx.name}.kernel", ctx.out / f"{ctx.name}.kernel")
+    with ctx.log.step("kernel signature") as notes:
+        verdict = signature.check_kernel(ctx.out / f"{ctx.name}.kernel", ctx.cache, ctx.log)
+        notes.append(verdict.manifest_line().removeprefix("secure_boot "))
     with ctx.log.step("checksums and manifest") as notes:
         dib_manifest = ctx.out / f"{ctx.name}.manifest"
         inside = dib_manifest.read_text().splitlines() if dib_manifest.exists() else []
-        outputs.publish(ctx.out, ctx.name,
-                        ["input " + line for line in inputs.splitlines()] + inside)
+        outputs.publish(ctx.out, ctx.name, ["input " + line for line in inputs.splitlines()]
+                        + inside + [verdict.manifest_line()])
         stamp.write_text(inputs)
-        notes.append(", ".join(f"{ctx.name}.{s} {(ctx.out / f'{ctx.name}.{s}').stat().st_size / 1e6:.1f} MB"
-                               for s in ("kernel", "initramfs")))
+        sizes = {s: (ctx.out / f"{ctx.name}.{s}").stat().st_size for s in ("kernel", "initramfs")}
+        notes.append(", ".join(f"{ctx.name}.{s} {size / 1e6:.1f} MB" for s, size in sizes.items()))
     ironic_layout(ctx)
 
 
@@ -171,7 +174,7 @@ def input_lines(ctx: Context) -> str:
     tree = hashlib.sha256()
     for path in sorted(p for p in ELEMENTS.rglob("*") if p.is_file()):
         tree.update(str(path.relative_to(TOP)).encode() + b"\0" + path.read_bytes())
-    lines = [f"builder dib", f"name {c.name}", f"release {c.release}", f"arch {c.arch}",
+    lines = ["builder dib", f"name {c.name}", f"release {c.release}", f"arch {c.arch}",
              f"diskimage-builder {DIB_VERSION}", f"mirror {mirror()}",
              f"elements {' '.join(element_list(ctx))}", f"packages {' '.join(ctx.packages)}",
              f"modules {' '.join(c.extra_modules)}", f"extra-hardware {int(ctx.extra_hardware)}",

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildlib import arch, modules, options, outputs, programs
+from buildlib import arch, modules, outputs, programs, signature
+from buildlib.options import Common
 from tinyipa import cpio, debs, stub
 from tinyipa.debs import Apt, Package, PackageTree
 from tinyipa.log import Log, run
@@ -55,7 +56,7 @@ class Context:
     pip_python: str = sys.executable
     refresh: bool = False
     rebuild: bool = False
-    common: options.Common | None = None
+    common: Common | None = None
     config: dict[str, Any] = field(default_factory=dict)
     # filled in while building
     log: Log = field(init=False)
@@ -63,6 +64,7 @@ class Context:
     packages: list[Package] = field(default_factory=list, init=False)
     kernel_version: str = field(default="", init=False)
     python_version: str = field(default="", init=False)   # "3.11", from the packages
+    secure_boot: str = field(default="", init=False)      # the manifest's secure_boot line
     dists: dict[str, str] = field(default_factory=dict, init=False)
 
     @property
@@ -131,6 +133,7 @@ def build(ctx: Context) -> None:
     stub.install(ctx)
     compile_python(ctx)
     make_initramfs(ctx)
+    check_signature(ctx)
     write_manifest(ctx)
     if ctx.common is not None and ctx.common.ironic_layout:
         with ctx.log.step("ironic layout") as notes:
@@ -629,6 +632,14 @@ def make_initramfs(ctx: Context) -> None:
 sha256 = outputs.sha256
 
 
+def check_signature(ctx: Context) -> None:
+    """Whether the kernel written is Debian's signed one (buildlib/signature.py)."""
+    with ctx.log.step("kernel signature") as notes:
+        verdict = signature.check_kernel(ctx.out / f"{ctx.name}.kernel", ctx.cache, ctx.log)
+        ctx.secure_boot = verdict.manifest_line()
+        notes.append(ctx.secure_boot.removeprefix("secure_boot "))
+
+
 def write_manifest(ctx: Context) -> None:
     """A sorted, line-based manifest, so two builds diff cleanly."""
     with ctx.log.step("manifest") as notes:
@@ -651,5 +662,7 @@ def write_manifest(ctx: Context) -> None:
         lines += sorted(f"deb {p.name} {p.version}" for p in ctx.root.used)
         lines += sorted(f"python {n} {v}" for n, v in ctx.dists.items())
         lines += stub.manifest_lines(ctx)
+        if ctx.secure_boot:
+            lines.append(ctx.secure_boot)
         outputs.publish(ctx.out, ctx.name, lines)
         notes.append(f"{len(ctx.root.used)} Debian packages, {len(ctx.dists)} Python dists")

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from buildlib import outputs
+from buildlib import outputs, signature
 from isoimage import arm64
 from isoimage import bootconfig
 from isoimage import esp
@@ -145,8 +145,8 @@ def create(args: argparse.Namespace) -> None:
         work = Path(tmp)
         verdict = None
         if chain is not None and args.output is not None:
-            verdict = signed.verify_kernel(args.kernel, chain["debian-ca"], tools["sbverify"],
-                                           work)
+            verdict = signature.verify_kernel(args.kernel, chain["debian-ca"],
+                                              tools["sbverify"], work)
             if not verdict.verified:
                 logging.warning("the kernel %s is not signed by Debian's CA (%s): this ISO "
                                 "will not boot with Secure Boot enforced", args.kernel,
@@ -228,7 +228,7 @@ def write_esp(esp_image: Path, dest: Path, note: str) -> None:
 
 
 def manifest_lines(args: argparse.Namespace, chain: dict[str, Path] | None,
-                   verdict: signed.KernelSignature | None) -> list[str]:
+                   verdict: signature.KernelSignature | None) -> list[str]:
     """Sorted ``<kind> <what> <details>`` lines, as the image builders write them."""
     lines = ["input builder iso", f"input secure-boot {str(args.secure_boot).lower()}"]
     for flag, path in (("kernel", args.kernel), ("initrd", args.initrd)):
@@ -248,7 +248,7 @@ def manifest_lines(args: argparse.Namespace, chain: dict[str, Path] | None,
 
 
 def write_manifest(args: argparse.Namespace, chain: dict[str, Path] | None,
-                   verdict: signed.KernelSignature | None) -> None:
+                   verdict: signature.KernelSignature | None) -> None:
     partial = args.manifest.with_name(f".{args.manifest.name}.partial")
     partial.write_text("\n".join(manifest_lines(args, chain, verdict)) + "\n")
     _replace_from(partial, args.manifest)

@@ -4,7 +4,8 @@
 Firmware with Microsoft's UEFI CA in db starts shim (signed by Microsoft); shim
 carries Debian's CA and checks GRUB (signed by Debian); GRUB asks shim to check
 the kernel (signed by Debian). The initramfs and the command line are not
-checked by anyone: see doc/secure-boot.rst.
+checked by anyone: see doc/secure-boot.rst. The kernel's own check is the one
+every builder runs, buildlib/signature.py.
 
 The files are looked up under an *efi_root*: ``/`` when the packages are
 installed, or a directory they were unpacked into with ``dpkg-deb -x``
@@ -13,12 +14,9 @@ installed, or a directory they were unpacked into with ``dpkg-deb -x``
 
 from __future__ import annotations
 
-import base64
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from isoimage.command import run
+from buildlib import signature
 from isoimage.errors import IsoError
 
 # name -> (path under the root, Debian package)
@@ -26,7 +24,7 @@ FILES = {
     "shim": ("usr/lib/shim/shimx64.efi.signed", "shim-signed"),
     "mokmanager": ("usr/lib/shim/mmx64.efi.signed", "shim-helpers-amd64-signed"),
     "grub": ("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", "grub-efi-amd64-signed"),
-    "debian-ca": ("usr/share/shim/debian-uefi-ca.der", "shim-unsigned"),
+    "debian-ca": (signature.CA_PATH, signature.CA_PACKAGE),
 }
 PACKAGES = tuple(sorted({package for _, package in FILES.values()}))
 
@@ -56,47 +54,3 @@ def find(efi_root: Path) -> dict[str, Path]:
             hint="apt-get install " + " ".join(sorted({p for _, p in missing}))
                  + ", or give --efi-root DIR where those packages are unpacked")
     return found
-
-
-def der_to_pem(der: bytes) -> str:
-    body = base64.b64encode(der).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
-_SUBJECT = re.compile(r"^\s*- subject: (.+)$", re.M)
-
-
-def parse_signers(listing: str) -> list[str]:
-    """The signing certificates' subjects from ``sbverify --list``."""
-    return [subject.strip() for subject in _SUBJECT.findall(listing)]
-
-
-@dataclass(frozen=True)
-class KernelSignature:
-    """Whether a kernel verifies against the CA, and what it is signed by."""
-
-    verified: bool
-    signers: tuple[str, ...]
-    detail: str
-
-    def manifest_lines(self) -> list[str]:
-        """``secure_boot true|false <why>`` for the build's manifest."""
-        why = (f"kernel signed by {'; '.join(self.signers)}" if self.verified
-               else f"kernel not signed by Debian's CA: {self.detail}")
-        return [f"secure_boot {str(self.verified).lower()} {why}"]
-
-
-def verify_kernel(kernel: Path, ca_der: Path, sbverify: Path, work: Path) -> KernelSignature:
-    """``sbverify --cert`` the kernel against Debian's CA (the chain shim enforces)."""
-    pem = work / "debian-uefi-ca.pem"
-    pem.write_text(der_to_pem(ca_der.read_bytes()))
-    try:
-        listing = run([sbverify, "--list", kernel])
-    except IsoError:  # no signature table: the check below says so
-        listing = ""
-    try:
-        run([sbverify, "--cert", pem, kernel])
-    except IsoError as exc:
-        return KernelSignature(False, tuple(parse_signers(listing)), exc.message)
-    return KernelSignature(True, tuple(parse_signers(listing)), "Signature verification OK")

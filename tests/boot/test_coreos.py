@@ -65,6 +65,9 @@ def test_outputs_checksums_manifest_log(coreos_image: tuple[Path, Path]) -> None
     assert any(line.startswith("host kernel-package linux-image-") for line in manifest)
     assert any(line.startswith("python werkzeug-") for line in manifest)
     assert any(line.startswith("input key ") for line in manifest)
+    # Debian's signed kernel, checked with sbverify in the build (buildlib/signature.py)
+    assert any(line.startswith("secure_boot true kernel signed by /CN=Debian Secure Boot")
+               for line in manifest), [line for line in manifest if "secure_boot" in line]
 
 
 @pytest.mark.build

@@ -95,6 +95,9 @@ def test_outputs_checksums_and_manifest(dib_image: tuple[Path, Path]) -> None:
     assert any(line.startswith("python lean-ipa 13.0.0 ") for line in manifest)
     assert any(line.startswith("deb linux-image-") for line in manifest)
     assert any(line.startswith("input wheel lean_ipa-") for line in manifest)
+    # Debian's signed kernel, checked with sbverify in the build (buildlib/signature.py)
+    assert any(line.startswith("secure_boot true kernel signed by /CN=Debian Secure Boot")
+               for line in manifest), [line for line in manifest if "secure_boot" in line]
 
 
 def test_systemd_is_init_and_the_agent_is_enabled(dib_root: Path) -> None:

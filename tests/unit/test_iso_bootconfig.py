@@ -13,7 +13,6 @@ sys.path[:0] = [str(TOP / "iso"), str(TOP)]  # isoimage, and the buildlib it use
 
 from isoimage import bootconfig  # noqa: E402
 from isoimage import esp  # noqa: E402
-from isoimage import signed  # noqa: E402
 from isoimage import magic  # noqa: E402
 from isoimage.errors import IsoError  # noqa: E402
 
@@ -122,20 +121,3 @@ def test_arm64_kernel_check() -> None:
     assert "x86 bzImage, not an arm64 kernel" in (arm64.describe_kernel(bytes(bz)) or "")
     assert "no arm64 Image header" in (arm64.describe_kernel(b"<html>" + bytes(100)) or "")
     assert "too short" in (arm64.describe_kernel(b"MZ") or "")
-
-
-SBVERIFY_LIST = """signature 1
-image signature issuers:
- - /CN=Debian Secure Boot CA
-image signature certificates:
- - subject: /CN=Debian Secure Boot Signer 2022 - linux
-   issuer:  /CN=Debian Secure Boot CA
-"""
-
-
-def test_parse_signers_and_pem() -> None:
-    assert signed.parse_signers(SBVERIFY_LIST) == ["/CN=Debian Secure Boot Signer 2022 - linux"]
-    assert signed.parse_signers("No signature table present\n") == []
-    pem = signed.der_to_pem(bytes(range(100)))
-    assert pem.startswith("-----BEGIN CERTIFICATE-----\n") and pem.endswith("-----\n")
-    assert max(len(line) for line in pem.splitlines()) == 64

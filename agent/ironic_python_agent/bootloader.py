@@ -19,7 +19,7 @@ GRUB's installer in a chroot (as upstream)
     install disk for BIOS (on every member disk for a software RAID root), into
     the ESP mounted at ``/boot/efi`` for UEFI; then ``grub-mkconfig``. This runs
     the tenant's programs in the ramdisk, so Ironic 39 allows it only with
-    ``[DEFAULT]enable_bios_bootloader_install`` (the conductor sends it in the
+    ``[agent]enable_bios_bootloader_install`` (the conductor sends it in the
     lookup configuration); without it the command fails with upstream's message.
 
 The parts that decide (where the files are, what goes on the ESP) are pure and

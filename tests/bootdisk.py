@@ -272,7 +272,9 @@ def partition_image(kernel: Path, cache: Path = CACHE) -> Path:
 # -- a partition image with GRUB's installer (BIOS) ---------------------------
 
 BIOS_LAYOUT = "lean_ipa_layout=partition-bios"
-BIOS_PACKAGES = ("grub-pc-bin", "grub2-common")
+# mdadm: GRUB's tools ask it (mdadm --detail) to name a software RAID root, as in
+# any distribution image meant for one
+BIOS_PACKAGES = ("grub-pc-bin", "grub2-common", "mdadm")
 BIOS_KERNEL_VERSION = "6.1.0-lean-test"
 BIOS_ROOT_FS_MIB = 512
 APT_SOURCES = next((p for p in (Path("/etc/apt/sources.list.d/debian.sources"),
@@ -302,7 +304,7 @@ def debian_root(out: Path, packages: tuple[str, ...]) -> None:
 
 def build_bios_partition_image(out: Path, kernel: Path, rootfs: Path) -> None:
     """A qcow2 of an ext4 root file system: Debian with GRUB for BIOS (grub-pc-bin,
-    grub2-common), the kernel and marker initramfs as ``/boot/vmlinuz-<v>`` and
+    grub2-common) and mdadm, the kernel and marker initramfs as ``/boot/vmlinuz-<v>`` and
     ``/boot/initrd.img-<v>``, and ``/etc/default/grub`` for a serial console. The
     image has no boot loader installed: only its own ``grub-install`` (run by the
     agent in a chroot) can make the disk boot."""

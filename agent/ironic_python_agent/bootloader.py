@@ -268,6 +268,17 @@ def grub_flavour(root: str) -> str:
                               "cannot install a boot loader for it")
 
 
+def check_raid_capable(root: str, md_device: str) -> None:
+    """Refuse an image whose GRUB tools cannot name a software RAID root: they ask
+    the image's ``mdadm --detail`` for the array, and fail without it."""
+    if not any(os.path.exists(os.path.join(root, d, "mdadm"))
+               for d in ("usr/sbin", "sbin", "usr/bin")):
+        raise errors.InvalidImage(
+            f"The image has no mdadm: its grub-install cannot find the root on the software "
+            f"RAID {md_device}; deploy an image that carries mdadm (its initramfs needs it "
+            "to assemble the root too)")
+
+
 def install_grub_in_chroot(root: str, disks: Sequence[str], esp: str | None,
                            esp_uuid: str | None, arch: str | None = None) -> None:
     """The image's own grub-install (BIOS: on *disks*; UEFI: into *esp*) and grub-mkconfig."""

@@ -16,8 +16,19 @@ it) holding:
   initramfs whose /init (busybox-static) prints :data:`MARKER` on the console
   and powers off.
 
+:func:`partition_image` makes what Ironic calls a partition image: only a
+root file system (ext4), laid out as a Debian system keeps its boot files:
+
+* ``/usr/lib/shim/shimx64.efi.signed``, ``mmx64.efi.signed`` and
+  ``/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed`` from Debian's
+  shim-signed, shim-helpers-amd64-signed and grub-efi-amd64-signed (the agent
+  copies them to the ESP it creates; nothing else puts a boot loader there);
+* ``/boot/grub/grub.cfg`` booting ``/boot/vmlinuz`` and ``/boot/initrd.gz``
+  (the marker initramfs) with ``lean_ipa_layout=partition`` on the command
+  line; ``/etc/os-release`` with ``ID=debian``.
+
 Images are cached under ``.cache/bootdisk/<key>/`` like the ramdisk builds: the
-key hashes the inputs (kernel, busybox, GRUB modules, this module).
+key hashes the inputs (kernel, busybox, GRUB modules, signed packages, this module).
 """
 
 from __future__ import annotations
@@ -44,6 +55,19 @@ ESP_START_MIB, ESP_MIB = 1, 64
 STAMP = "/lean-ipa-test-esp"  # grub.cfg searches for this file
 GRUB_MODULES = Path("/usr/lib/grub/x86_64-efi")
 BUSYBOX = Path("/usr/bin/busybox")  # busybox-static
+# Debian's signed EFI boot chain, as a Debian partition image carries it
+SIGNED_PACKAGES = ("shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed")
+SIGNED_FILES = ("usr/lib/shim/shimx64.efi.signed", "usr/lib/shim/mmx64.efi.signed",
+                "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")
+ROOT_FS_MIB = 64
+PARTITION_LAYOUT = "lean_ipa_layout=partition"
+
+OS_GRUB_CFG = f"""set timeout=0
+echo "lean-ipa test OS: root is $root"
+linux /boot/vmlinuz console=ttyS0 panic=-1 rdinit=/init {PARTITION_LAYOUT}
+initrd /boot/initrd.gz
+boot
+"""
 
 INIT = f"""#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -182,3 +206,138 @@ def esp_disk(out: Path, label: str, *, fat: int = 32, sector_size: int = 512,
         with open(esp, "rb") as src, open(out, "r+b") as dst:
             dst.seek(ESP_START_MIB * MiB)
             shutil.copyfileobj(src, dst, 4 * MiB)
+
+
+# -- partition images ---------------------------------------------------------
+
+
+def signed_chain(cache: Path = CACHE) -> Path:
+    """Debian's signed shim, MokManager and GRUB unpacked under a directory (cached
+    by the packages' candidate versions); downloaded with ``apt-get download``."""
+    policy = subprocess.run(["apt-cache", "policy", *SIGNED_PACKAGES], check=True,
+                            capture_output=True, text=True).stdout
+    key = hashlib.sha256(policy.encode()).hexdigest()[:16]
+    root = cache / f"signed-{key}"
+    if all((root / rel).is_file() for rel in SIGNED_FILES):
+        return root
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        subprocess.run(["apt-get", "download", "-q", *SIGNED_PACKAGES], cwd=tmp, check=True,
+                       capture_output=True)
+        unpacked = Path(tmp) / "root"
+        for deb in sorted(Path(tmp).glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+        missing = [rel for rel in SIGNED_FILES if not (unpacked / rel).is_file()]
+        if missing:
+            raise RuntimeError(f"Debian's signed packages lack {', '.join(missing)}")
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(unpacked, root)
+    return root
+
+
+def build_partition_image(out: Path, kernel: Path, chain: Path) -> None:
+    """An ext4 root file system image (raw) of a Debian-like OS that boots the marker."""
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tree = Path(tmp) / "root"
+        for rel in SIGNED_FILES:
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(chain / rel, tree / rel)
+        (tree / "boot/grub").mkdir(parents=True)
+        (tree / "boot/grub/grub.cfg").write_text(OS_GRUB_CFG)
+        shutil.copyfile(kernel, tree / "boot/vmlinuz")
+        (tree / "boot/initrd.gz").write_bytes(initramfs())
+        (tree / "etc").mkdir()
+        (tree / "etc/os-release").write_text('ID=debian\nPRETTY_NAME="lean-ipa test OS"\n')
+        (tree / "etc/fstab").write_text("# lean-ipa test OS\n")
+        image = Path(tmp) / "root.img"
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-E", "root_owner=0:0",
+                        "-d", str(tree), str(image), f"{ROOT_FS_MIB}M"], check=True,
+                       capture_output=True)
+        os.replace(image, out)
+
+
+def partition_image(kernel: Path, cache: Path = CACHE) -> Path:
+    """The cached partition image for *kernel*, built when its inputs changed."""
+    cache.mkdir(parents=True, exist_ok=True)
+    chain = signed_chain(cache)
+    digest = hashlib.sha256(_key(kernel).encode())
+    for rel in SIGNED_FILES:
+        digest.update((chain / rel).read_bytes())
+    out = cache / f"partition-{digest.hexdigest()[:16]}" / "root.img"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        build_partition_image(out, kernel, chain)
+    return out
+
+
+# -- a partition image with GRUB's installer (BIOS) ---------------------------
+
+BIOS_LAYOUT = "lean_ipa_layout=partition-bios"
+# mdadm: GRUB's tools ask it (mdadm --detail) to name a software RAID root, as in
+# any distribution image meant for one
+BIOS_PACKAGES = ("grub-pc-bin", "grub2-common", "mdadm")
+BIOS_KERNEL_VERSION = "6.1.0-lean-test"
+BIOS_ROOT_FS_MIB = 512
+APT_SOURCES = next((p for p in (Path("/etc/apt/sources.list.d/debian.sources"),
+                                Path("/etc/apt/sources.list")) if p.exists()),
+                   Path("/etc/apt/sources.list.d/debian.sources"))
+DEFAULT_GRUB = f"""GRUB_DEFAULT=0
+GRUB_TIMEOUT=0
+GRUB_DISTRIBUTOR="lean-ipa test OS"
+GRUB_CMDLINE_LINUX="console=ttyS0 panic=-1 {BIOS_LAYOUT}"
+GRUB_TERMINAL=serial
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+"""
+
+
+def debian_root(out: Path, packages: tuple[str, ...]) -> None:
+    """A tarball of Debian's Essential set plus *packages* (mmdebstrap, the host's sources)."""
+    tmp = out.with_suffix(".tmp.tar")
+    subprocess.run(["mmdebstrap", "--quiet", "--variant=essential", "--format=tar",
+                    "--include=" + ",".join(packages),
+                    *(f"--dpkgopt=path-exclude=/usr/share/{d}/*"
+                      for d in ("doc", "man", "locale", "info")),
+                    "bookworm", str(tmp), str(APT_SOURCES)], check=True,
+                   capture_output=True)
+    os.replace(tmp, out)
+
+
+def build_bios_partition_image(out: Path, kernel: Path, rootfs: Path) -> None:
+    """A qcow2 of an ext4 root file system: Debian with GRUB for BIOS (grub-pc-bin,
+    grub2-common) and mdadm, the kernel and marker initramfs as ``/boot/vmlinuz-<v>`` and
+    ``/boot/initrd.img-<v>``, and ``/etc/default/grub`` for a serial console. The
+    image has no boot loader installed: only its own ``grub-install`` (run by the
+    agent in a chroot) can make the disk boot."""
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tree = Path(tmp) / "root"
+        tree.mkdir()
+        subprocess.run(["tar", "-xf", str(rootfs), "-C", str(tree)], check=True)
+        boot = tree / "boot"
+        boot.mkdir(exist_ok=True)
+        shutil.copyfile(kernel, boot / f"vmlinuz-{BIOS_KERNEL_VERSION}")
+        (boot / f"initrd.img-{BIOS_KERNEL_VERSION}").write_bytes(initramfs())
+        (tree / "etc/default").mkdir(parents=True, exist_ok=True)
+        (tree / "etc/default/grub").write_text(DEFAULT_GRUB)
+        raw = Path(tmp) / "root.img"
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(tree), str(raw),
+                        f"{BIOS_ROOT_FS_MIB}M"], check=True, capture_output=True)
+        qcow2 = Path(tmp) / "root.qcow2"
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw),
+                        str(qcow2)], check=True, capture_output=True)
+        os.replace(qcow2, out)
+
+
+def bios_partition_image(kernel: Path, cache: Path = CACHE) -> Path:
+    """The cached BIOS partition image (qcow2) for *kernel*."""
+    cache.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(APT_SOURCES.read_bytes() + " ".join(BIOS_PACKAGES).encode()
+                            + Path(__file__).read_bytes())
+    rootfs = cache / f"debian-grub-pc-{digest.hexdigest()[:16]}.tar"
+    if not rootfs.exists():
+        debian_root(rootfs, BIOS_PACKAGES)
+    digest.update(_key(kernel).encode())
+    out = cache / f"partition-bios-{digest.hexdigest()[:16]}" / "root.qcow2"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        build_bios_partition_image(out, kernel, rootfs)
+    return out

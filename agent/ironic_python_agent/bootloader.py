@@ -19,7 +19,7 @@ GRUB's installer in a chroot (as upstream)
     install disk for BIOS (on every member disk for a software RAID root), into
     the ESP mounted at ``/boot/efi`` for UEFI; then ``grub-mkconfig``. This runs
     the tenant's programs in the ramdisk, so Ironic 39 allows it only with
-    ``[DEFAULT]enable_bios_bootloader_install`` (the conductor sends it in the
+    ``[agent]enable_bios_bootloader_install`` (the conductor sends it in the
     lookup configuration); without it the command fails with upstream's message.
 
 The parts that decide (where the files are, what goes on the ESP) are pure and
@@ -266,6 +266,17 @@ def grub_flavour(root: str) -> str:
                 return flavour
     raise errors.InvalidImage("The image has neither grub-install nor grub2-install; "
                               "cannot install a boot loader for it")
+
+
+def check_raid_capable(root: str, md_device: str) -> None:
+    """Refuse an image whose GRUB tools cannot name a software RAID root: they ask
+    the image's ``mdadm --detail`` for the array, and fail without it."""
+    if not any(os.path.exists(os.path.join(root, d, "mdadm"))
+               for d in ("usr/sbin", "sbin", "usr/bin")):
+        raise errors.InvalidImage(
+            f"The image has no mdadm: its grub-install cannot find the root on the software "
+            f"RAID {md_device}; deploy an image that carries mdadm (its initramfs needs it "
+            "to assemble the root too)")
 
 
 def install_grub_in_chroot(root: str, disks: Sequence[str], esp: str | None,

@@ -67,7 +67,7 @@ def random_mac() -> str:
 @dataclass
 class GuestSpec:
     """What to boot and how. Give kernel+initrd(+append) or iso; with neither, the
-    firmware boots the disk (UEFI: from the entries in ``nvram``)."""
+    firmware boots the disk (UEFI: from the entries in ``nvram``; SeaBIOS: its MBR)."""
 
     name: str
     kernel: Path | None = None
@@ -106,9 +106,6 @@ class Guest:
     def __init__(self, spec: GuestSpec) -> None:
         if (spec.kernel is None) != (spec.initrd is None):
             raise ValueError("GuestSpec needs kernel and initrd together")
-        if spec.iso is None and spec.kernel is None and spec.firmware == "bios":
-            raise ValueError("booting the disk is for UEFI guests: give kernel and initrd, "
-                             "or iso")
         if spec.firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, not {spec.firmware!r}")
         if spec.firmware == "uefi-secure" and spec.arch != "x86_64":

@@ -109,6 +109,9 @@ class IronicSettings:
     erase_devices_priority: int = 0
     heartbeat_timeout: int = 12
     callback_timeout: int = 180
+    # [agent]enable_bios_bootloader_install: the agent may run a partition image's
+    # own grub-install for BIOS (off by default in Ironic 39)
+    bios_bootloader_install: bool = False
 
 
 def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_port: int,
@@ -167,7 +170,8 @@ def render_config(settings: IronicSettings, workdir: Path, api_port: int, rpc_po
                    "http_root": workdir / "httpboot"},
         "agent": {"require_tls": settings.require_tls, "command_timeout": 30,
                   "command_wait_interval": 1, "certificates_path": workdir / "certificates",
-                  "deploy_logs_local_path": workdir / "deploy-logs"},
+                  "deploy_logs_local_path": workdir / "deploy-logs",
+                  "enable_bios_bootloader_install": settings.bios_bootloader_install},
         "inspector": {"callback_endpoint_override":
                       f"http://{api_host}:{api_port}/v1/continue_inspection",
                       "hooks": "$default_hooks,memory,cpus,root-device",

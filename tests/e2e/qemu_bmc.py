@@ -71,10 +71,13 @@ AGENT_STARTED = re.compile(r"starting ironic-python-agent|ironic_python_agent\.\
 class NodeGuest(Guest):
     """A :class:`Guest` on a disk file that outlives it and a forward chosen in advance."""
 
-    def __init__(self, spec: GuestSpec, disk: Path, host_port: int) -> None:
+    def __init__(self, spec: GuestSpec, disk: Path, host_port: int,
+                 nvram: Path | None = None) -> None:
         super().__init__(spec)
         self.disk_path = disk
         self.host_port = host_port
+        if nvram is not None:  # UEFI: the node's variable store, kept across boots
+            self.vars_path = nvram
 
     def start(self) -> NodeGuest:
         # Unlike Guest.start, keep the disk as it is: it is the node's.
@@ -123,7 +126,8 @@ class KernelMedia:
         return GuestSpec(name=node.name, kernel=self.kernel, initrd=self.initrd,
                          append=f"{base_params(node)} {params}".strip(),
                          memory_mib=node.memory_mib, mac=node.mac, disk_size=DISK_SIZE,
-                         forward_ports=(AGENT_PORT,), arch=node.arch)
+                         forward_ports=(AGENT_PORT,), arch=node.arch,
+                         firmware=node.firmware)
 
 
 @dataclass
@@ -200,11 +204,15 @@ class QemuNode:
 
     def __init__(self, name: str, media: Media, api_port: int, workdir: Path,
                  artefacts: Path, memory_mib: int = 1024, api_url: str = "",
-                 arch: str = "x86_64") -> None:
+                 arch: str = "x86_64", firmware: str = "bios") -> None:
         if arch not in CONSOLES:
             raise ValueError(f"arch must be one of {', '.join(CONSOLES)}, not {arch!r}")
         self.name = name
         self.arch = arch
+        # "uefi": OVMF, with one variable store for all the node's boots (the
+        # boot entries the agent writes survive into the next power-on)
+        self.firmware = firmware
+        self.nvram = workdir / f"{name}-OVMF_VARS.fd" if firmware == "uefi" else None
         self.media = media
         self.mac = random_mac()
         self.host_port = ironic.free_port()
@@ -227,8 +235,24 @@ class QemuNode:
         self.boots += 1
         spec = self.media.spec(self, params, self.workdir)
         spec.name = f"{self.name}-{self.boots}-{label}"
-        self.guest = NodeGuest(spec, self.disk, self.host_port).start()
+        self.guest = NodeGuest(spec, self.disk, self.host_port, self.nvram).start()
         return self.guest
+
+    def boot_from_disk(self, label: str, marker: str, timeout: float = 600) -> str:
+        """Power on with no kernel, initrd or ISO, as a node after its deploy: the
+        firmware boots what is on the disk. Returns the console once *marker* is on
+        it (the guest is then stopped)."""
+        self.power_off()
+        self.boots += 1
+        spec = GuestSpec(name=f"{self.name}-{self.boots}-{label}", firmware=self.firmware,
+                         memory_mib=self.memory_mib, mac=self.mac, disk_size=DISK_SIZE,
+                         forward_ports=(), arch=self.arch)
+        self.guest = NodeGuest(spec, self.disk, self.host_port, self.nvram).start()
+        try:
+            self.guest.wait_for_console(marker, timeout=timeout)
+            return self.guest.console()
+        finally:
+            self.power_off()
 
     def power_off(self) -> None:
         if self.guest is None:
@@ -533,8 +557,9 @@ class NodeFlows:
                            keep_running=self.fast_track)
 
     def deploy(self, server: ImageServer, image: Path, disk_format: str, *,
-               oob_power_off: bool = False) -> FlowTiming:
-        """available → active with a whole-disk image.
+               oob_power_off: bool = False, **instance: Any) -> FlowTiming:
+        """available → active with a whole-disk image (*instance* adds to its
+        instance_info, e.g. ``image_type="partition"``).
 
         With *oob_power_off* the tear-down is ``standby.sync`` and a BMC power-off
         (``driver_info/deploy_forces_oob_reboot``); without, the agent powers the
@@ -543,10 +568,14 @@ class NodeFlows:
         """
         driver_info = self.client.node(self.node.uuid)["driver_info"]
         self.client.patch_node(
-            self.node.uuid, instance_info=instance_info(server.url(image.name), image, disk_format),
+            self.node.uuid,
+            instance_info={**instance_info(server.url(image.name), image, disk_format),
+                           **instance},
             driver_info={**driver_info, "deploy_forces_oob_reboot": oob_power_off,
                          "image_http_proxy": server.guest_proxy})
-        return self._drive("active", {"active"}, "wait call-back", f"deploy-{disk_format}")
+        label = "-".join(["deploy", *([str(instance["image_type"])] if "image_type" in instance
+                                      else []), disk_format])
+        return self._drive("active", {"active"}, "wait call-back", label)
 
     def rescue(self, password: str) -> FlowTiming:
         """active → rescuing → rescue wait → rescue; the rescued guest keeps running.

@@ -1,14 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
-"""End to end: the real Ironic 39 builds and deletes software RAID on a QEMU node.
+"""End to end: the real Ironic 39 builds software RAID on a QEMU node, deploys an
+OS onto it that boots from any member, and deletes the RAID again.
 
 A node with four virtio disks (TCG, tinyipa from the kernel, BIOS, so MBR
-member disks) and ``raid_interface=agent``; the operator sets a
-``target_raid_config`` of a RAID-1 root and a RAID-0 data volume and runs manual
-cleaning with ``delete_configuration`` + ``create_configuration``: Ironic
+member disks), ``raid_interface=agent`` and no automated cleaning; the operator
+sets a ``target_raid_config`` of a RAID-1 root and a RAID-0 data volume and runs
+manual cleaning with ``delete_configuration`` + ``create_configuration``: Ironic
 stores the agent's result as the node's ``raid_config`` and the RAID level in
 its capabilities, and the host reads the md superblocks from the disk files.
-One boot only (CI time): ``delete_configuration`` leaving clean disks, erasing
-and the other layouts are shown in tinyipa with the agent's API alone
+
+Then Ironic (``[agent]enable_bios_bootloader_install``) deploys the BIOS
+partition image of tests/bootdisk.py onto the RAID-1 root (the agent
+partitions the md device and runs the image's ``grub-install`` on every
+member). The disks boot by themselves twice, once without the first member and
+once without the second: each member's MBR has GRUB, which assembles the
+degraded array and starts the deployed OS. After undeploy, manual cleaning with
+``delete_configuration`` leaves no md superblock on any member. Erasing and
+the other layouts are shown in tinyipa with the agent's API alone
 (tests/boot/test_tinyipa_raid.py).
 """
 
@@ -22,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.qemu import GuestSpec
+from tests import bootdisk
+from tests.boot.qemu import Guest, GuestSpec
 from tests.e2e import ironic, qemu_bmc
 from tests.e2e.conftest import Ironic
 from tests.raidtools import gpt_entries, mbr_entries, superblock
@@ -31,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
 MiB = 1 << 20
 TARGET = {"logical_disks": [
-    {"controller": "software", "raid_level": "1", "size_gb": 1, "volume_name": "root",
+    {"controller": "software", "raid_level": "1", "size_gb": 2, "volume_name": "root",
      "is_root_volume": True},
     {"controller": "software", "raid_level": "0", "size_gb": 2, "volume_name": "data"}]}
 
@@ -55,7 +64,8 @@ class FourDiskMedia(qemu_bmc.KernelMedia):
 @pytest.fixture(scope="module")
 def ironic_raid(tmp_path_factory: pytest.TempPathFactory, e2e_artifacts: Path
                 ) -> Iterator[Ironic]:
-    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600)
+    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600,
+                                     bios_bootloader_install=True)
     service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-raid"))
     try:
         yield Ironic(service, client)
@@ -66,7 +76,26 @@ def ironic_raid(tmp_path_factory: pytest.TempPathFactory, e2e_artifacts: Path
             shutil.copyfile(service.log, e2e_artifacts / "qemu-raid" / "ironic.log")
 
 
-@pytest.mark.timeout(1800)
+def boot_without(disks: list[Path], missing: int, name: str, artefacts: Path) -> str:
+    """Boot the node's disks (SeaBIOS, no kernel or ISO) with member *missing* removed;
+    the console once the deployed OS's marker is on it. The disks are not changed."""
+    present = [d for n, d in enumerate(disks) if n != missing]
+    args: list[str] = []
+    for n, path in enumerate(present[1:], start=1):
+        args += ["-drive", f"file={path},if=none,id=raid{n},format=raw,snapshot=on",
+                 "-device", f"virtio-blk-pci,drive=raid{n},serial=raid-disk{n}"]
+    spec = GuestSpec(name=name, firmware="bios", memory_mib=512, disk_image=present[0],
+                     disk_size=qemu_bmc.DISK_SIZE, forward_ports=(), extra_args=tuple(args))
+    with Guest(spec) as guest:
+        try:
+            guest.wait_for_console(bootdisk.MARKER + ".*" + bootdisk.BIOS_LAYOUT, timeout=600)
+            return guest.console()
+        finally:
+            guest.stop()
+            shutil.copyfile(guest.console_path, artefacts / f"{name}.console.log")
+
+
+@pytest.mark.timeout(2400)
 def test_raid_interface_agent_builds_software_raid(
         ironic_raid: Ironic, e2e_artifacts: Path, tmp_path: Path) -> None:
     kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
@@ -81,7 +110,7 @@ def test_raid_interface_agent_builds_software_raid(
     client, service = ironic_raid.client, ironic_raid.service
     disks = [node.disk, *extra]
     try:
-        flows.enroll()
+        flows.enroll(management_interface="noop", automated_clean=False)
         client.patch_node(node.uuid, raid_interface="agent")
         client.call("PUT", f"/v1/nodes/{node.uuid}/states/raid", TARGET, ok=(204,))
 
@@ -97,12 +126,47 @@ def test_raid_interface_agent_builds_software_raid(
             assert gpt_entries(disk) == [], disk  # BIOS, no disk_label: MBR members
             parts = mbr_entries(disk)
             assert [(p[0], p[1] - p[0], p[2]) for p in parts] == [
-                (1 * MiB, 1026 * MiB, 0xFD), (1027 * MiB, 514 * MiB, 0xFD)], disk
+                (1 * MiB, 2050 * MiB, 0xFD), (2051 * MiB, 514 * MiB, 0xFD)], disk
             root, data = superblock(disk, parts[0][0]), superblock(disk, parts[1][0])
             assert root is not None and data is not None, disk
             assert (root["major"], root["super_offset"], root["name"], root["level"]) == (
                 1, 8, "any:root", 1)
             assert (data["name"], data["level"], data["raid_disks"]) == ("any:data", 0, 4)
+        starts = {disk: [p[0] for p in mbr_entries(disk)] for disk in disks}
+
+        # Deploy the BIOS partition image onto the RAID-1 root; boot it degraded.
+        served = tmp_path / "served"
+        served.mkdir()
+        image = served / "partition-bios.qcow2"
+        shutil.copyfile(bootdisk.bios_partition_image(kernel), image)
+        client.patch_node(node.uuid, properties={
+            **client.node(node.uuid)["properties"], "capabilities": "boot_mode:bios"})
+        client.set_provision_state(node.uuid, "provide")
+        client.wait_for_state(node.uuid, {"available"}, timeout=120)
+        with qemu_bmc.ImageServer(served) as server:
+            flows.deploy(server, image, "qcow2", image_type="partition")
+        for disk in disks:
+            with open(disk, "rb") as f:
+                assert b"GRUB" in f.read(512), f"no GRUB in the MBR of {disk}"
+        artefacts = e2e_artifacts / "qemu-raid"
+        for missing in (0, 1):
+            console = boot_without(disks, missing, f"vm-raid-os-without-disk{missing}",
+                                   artefacts)
+            assert bootdisk.BIOS_KERNEL_VERSION in console, console[-2000:]
+
+        # Undeploy (no cleaning), then delete_configuration: no superblock is left.
+        client.set_provision_state(node.uuid, "deleted")
+        client.wait_for_state(node.uuid, {"available"}, timeout=180)
+        client.set_provision_state(node.uuid, "manage")
+        client.wait_for_state(node.uuid, {"manageable"}, timeout=60)
+        deleted = qemu_bmc.drive(
+            node, service, client, "clean", {"manageable"}, wait_state="clean wait",
+            label="raid-delete",
+            clean_steps=[{"interface": "raid", "step": "delete_configuration"}]).node
+        assert deleted["last_error"] is None, deleted["last_error"]
+        for disk in disks:
+            left = [start for start in starts[disk] if superblock(disk, start) is not None]
+            assert left == [], f"md superblocks left on {disk} at {left}"
     finally:
         node.close()
         flows.retire()

@@ -102,3 +102,11 @@ def test_os_id_defaults(tmp_path: Path) -> None:
     assert bootloader.os_id(str(tmp_path)) == "linux"
     touch(tmp_path, "usr/lib/os-release", text='ID="ubuntu"\n')
     assert bootloader.os_id(str(tmp_path)) == "ubuntu"
+
+
+def test_software_raid_root_needs_the_image_mdadm(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidImage, match="no mdadm.*RAID /dev/md126"):
+        bootloader.check_raid_capable(str(tmp_path), "/dev/md126")
+    (tmp_path / "sbin").mkdir()
+    (tmp_path / "sbin/mdadm").write_bytes(b"")
+    bootloader.check_raid_capable(str(tmp_path), "/dev/md126")

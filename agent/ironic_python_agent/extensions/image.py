@@ -80,8 +80,11 @@ class ImageExtension(base.BaseAgentExtension):
         table = partition_table.read_partition_table(device)
         root, _ = bootloader.find_partition(device, root_uuid, table)
         if bios:
-            disks = md.get_holder_disks(device) if md.is_md_device(device) else [device]
+            raid = md.is_md_device(device)
+            disks = md.get_holder_disks(device) if raid else [device]
             with bootloader.mounted(root) as where:
+                if raid:
+                    bootloader.check_raid_capable(where, device)
                 bootloader.install_grub_in_chroot(where, disks, None, None)
             return
         if esp_uuid:

@@ -22,7 +22,6 @@ the other layouts are shown in tinyipa with the agent's API alone
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import pytest
 from tests import bootdisk
 from tests.boot.qemu import Guest, GuestSpec
 from tests.e2e import ironic, qemu_bmc
-from tests.e2e.conftest import Ironic
+from tests.e2e.conftest import Ironic, vm_ironic
 from tests.raidtools import gpt_entries, mbr_entries, superblock
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
@@ -64,16 +63,10 @@ class FourDiskMedia(qemu_bmc.KernelMedia):
 @pytest.fixture(scope="module")
 def ironic_raid(tmp_path_factory: pytest.TempPathFactory, e2e_artifacts: Path
                 ) -> Iterator[Ironic]:
-    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600,
-                                     bios_bootloader_install=True)
-    service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-raid"))
-    try:
-        yield Ironic(service, client)
-    finally:
-        service.stop()
-        with contextlib.suppress(OSError):
-            (e2e_artifacts / "qemu-raid").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(service.log, e2e_artifacts / "qemu-raid" / "ironic.log")
+    artefacts = e2e_artifacts / "qemu-raid"
+    artefacts.mkdir(parents=True, exist_ok=True)
+    yield from vm_ironic(tmp_path_factory, artefacts, "ironic-raid",
+                         bios_bootloader_install=True)
 
 
 def boot_without(disks: list[Path], missing: int, name: str, artefacts: Path) -> str:
@@ -135,10 +128,9 @@ def test_raid_interface_agent_builds_software_raid(
         starts = {disk: [p[0] for p in mbr_entries(disk)] for disk in disks}
 
         # Deploy the BIOS partition image onto the RAID-1 root; boot it degraded.
-        served = tmp_path / "served"
-        served.mkdir()
+        served = qemu_bmc.serve_copies(tmp_path / "served", {
+            "partition-bios.qcow2": bootdisk.bios_partition_image(kernel)})
         image = served / "partition-bios.qcow2"
-        shutil.copyfile(bootdisk.bios_partition_image(kernel), image)
         client.patch_node(node.uuid, properties={
             **client.node(node.uuid)["properties"], "capabilities": "boot_mode:bios"})
         client.set_provision_state(node.uuid, "provide")

@@ -62,8 +62,16 @@ cmd_wheel() {
     ls "$OUT"/dist/*.whl
 }
 
-cmd_tinyipa() { need_python; exec "$TOP/tinyipa/build-tinyipa" "$@"; }
-cmd_coreos() { need_python; exec "$TOP/coreos/build-coreos" "$@"; }
+# One build of a kind at a time in a checkout: builds of one kind share their work
+# and cache directories (tinyipa's .cache/tinyipa/work whatever --name or --arch),
+# and the test suite runs two at once. The lock is held until the builder exits.
+build_lock() {
+    mkdir -p "$CACHE" && exec 8>"$CACHE/.build-$1.lock"
+    flock -n 8 || { say "$1: waiting for the other $1 build in this checkout"; flock 8; }
+}
+
+cmd_tinyipa() { need_python; build_lock tinyipa; exec "$TOP/tinyipa/build-tinyipa" "$@"; }
+cmd_coreos() { need_python; build_lock coreos; exec "$TOP/coreos/build-coreos" "$@"; }
 
 # ISO of a tinyipa image: iso/iso-image-create does the packing.
 #   ./build.sh iso [--append "ipa-api-url=... ipa-insecure=1"] [--label L] [--output DIR]
@@ -75,6 +83,7 @@ cmd_coreos() { need_python; exec "$TOP/coreos/build-coreos" "$@"; }
 # <name>-arm64-esp.img, from out/tinyipa/<name>-arm64.*
 cmd_iso() {
     need_host iso
+    build_lock iso
     local name=${LEAN_IPA_NAME:-${TINYIPA_NAME:-tinyipa}} src="$OUT/tinyipa"
     local dest=${LEAN_IPA_OUTPUT:-$OUT/iso} image=() pack=() rebuild=0
     local arch=${LEAN_IPA_ARCH:-${TINYIPA_ARCH:-x86_64}}
@@ -134,15 +143,26 @@ fetch_signed_chain() {
 }
 
 # diskimage-builder ramdisk from elements/: dib/build-dib (dib/build.py).
-cmd_dib() { need_python; exec "$TOP/dib/build-dib" "$@"; }
+cmd_dib() { need_python; build_lock dib; exec "$TOP/dib/build-dib" "$@"; }
 
+# ./build.sh test [pytest arguments]: with none, the whole suite: the unit and
+# functional tiers (fast, and some time real processes: alone on the machine),
+# then the e2e and boot tiers on two pytest-xdist workers, a test module per
+# worker at a time (each QEMU guest is one TCG vCPU: two use both cores).
 cmd_test() {
     need_host test
     say "test venv"
     make_venv "$OUT/venv-test" -e "$TOP[test]" -r "$TOP/tests/requirements.txt"
-    say "running the test suite"
     cd "$TOP"
-    exec "$OUT/venv-test/bin/python" -m pytest "$@"
+    local py="$OUT/venv-test/bin/python"
+    if [ $# -gt 0 ]; then
+        say "running tests: $*"
+        exec "$py" -m pytest "$@"
+    fi
+    say "running the test suite: unit and functional tiers"
+    "$py" -m pytest tests/unit tests/functional
+    say "running the test suite: e2e and boot tiers, two workers"
+    exec "$py" -m pytest -n 2 --dist loadfile tests/e2e tests/boot
 }
 
 cmd_bench() {

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests import prebuild
@@ -17,6 +19,11 @@ _wanted: list[str] = []
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly or not prebuild.enabled():
+        return
+    # Under pytest-xdist every worker collects every test: one of them builds in the
+    # background; a fixture on another waits for build.sh's lock, then finds the
+    # image up to date.
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
         return
     used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     _wanted[:] = [target for target, fixture in PREBUILT if fixture in used]

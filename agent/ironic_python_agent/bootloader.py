@@ -268,6 +268,15 @@ def grub_flavour(root: str) -> str:
                               "cannot install a boot loader for it")
 
 
+def format_esp(device: str) -> None:
+    """Make a FAT32 file system on *device* unless it already has one (a rebuild finds
+    the RAIDed ESP of the last deploy)."""
+    done = run.run(["blkid", "-o", "value", "-s", "TYPE", device], check=False, timeout=60)
+    if done.stdout.strip() == "vfat":
+        return
+    run.run(["mkfs.vfat", "-F", "32", "-n", "EFI-RAID", device], timeout=300)
+
+
 def check_raid_capable(root: str, md_device: str) -> None:
     """Refuse an image whose GRUB tools cannot name a software RAID root: they ask
     the image's ``mdadm --detail`` for the array, and fail without it."""

@@ -146,6 +146,14 @@ def write_esp_files(image: str, files: Mapping[str, bytes]) -> None:
                 binary=True)
 
 
+def copy_esp(source: str, dest: str) -> int:
+    """Copy every file of the FAT file system *source* onto *dest* (mtools images);
+    the number of files copied."""
+    files = [path for path in list_esp(source) if not path.endswith("/")]
+    write_esp_files(dest, {path: read_esp_file(source, path) for path in files})
+    return len(files)
+
+
 def mtools_failure(exc: run.CommandError) -> str:
     """What an mtools failure says, all of it: its last line is always the same
     ``Cannot initialize '::'``, the cause is on the lines before."""
@@ -171,8 +179,11 @@ def parse_efibootmgr(text: str) -> list[BootEntry]:
     return entries
 
 
-def manage_uefi(device: str, esp_uuid: str | None = None) -> bool:
-    """Add NVRAM entries for the loaders on *device*'s ESP; False when it has none."""
+def manage_uefi(device: str, esp_uuid: str | None = None, label_suffix: str = "") -> bool:
+    """Add NVRAM entries for the loaders on *device*'s ESP; False when it has none.
+
+    *label_suffix* tells apart the entries of the member disks of a software RAID,
+    whose ESPs hold the same loaders (as upstream: ``debian (RAID, part0)``)."""
     table = partition_table.read_partition_table(device)
     esp = find_esp(table, esp_uuid) if table else None
     if esp is None:
@@ -187,6 +198,8 @@ def manage_uefi(device: str, esp_uuid: str | None = None) -> bool:
     if not loaders:
         LOG.info("No UEFI boot loaders on partition %d of %s", esp.number, device)
         return False
+    if label_suffix:
+        loaders = [Loader(f"{loader.label} {label_suffix}", loader.path) for loader in loaders]
     existing = parse_efibootmgr(run.run(["efibootmgr", "-v"]).stdout)
     for loader in loaders:
         if any(e.label == loader.label and (e.path or "").lower() == loader.path.lower()

@@ -30,7 +30,7 @@ def e2e_artifacts() -> Path:
 
 
 def _ironic(settings: ironic.IronicSettings, name: str, factory: pytest.TempPathFactory,
-            artifacts: Path) -> Iterator[Ironic]:
+            artifacts: Path, log: str = "") -> Iterator[Ironic]:
     # State (sqlite, certificates) in a private temporary directory: two test sessions
     # may run at once on one machine. The log is copied to the artefacts at the end.
     service, client = ironic.start_ironic(settings, factory.mktemp(name))
@@ -39,7 +39,17 @@ def _ironic(settings: ironic.IronicSettings, name: str, factory: pytest.TempPath
     finally:
         service.stop()
         with contextlib.suppress(OSError):
-            shutil.copyfile(service.log, artifacts / f"{name}.log")
+            shutil.copyfile(service.log, artifacts / (log or f"{name}.log"))
+
+
+def vm_ironic(factory: pytest.TempPathFactory, artefacts: Path, name: str,
+              **settings: Any) -> Iterator[Ironic]:
+    """An Ironic for a module's QEMU nodes: its default ``require_tls=True``, callbacks
+    that may take a TCG boot's time, *settings* on top; its log goes to
+    *artefacts*/ironic.log."""
+    yield from _ironic(ironic.IronicSettings(**{"require_tls": True, "callback_timeout": 600,
+                                                **settings}),
+                       name, factory, artefacts, log="ironic.log")
 
 
 @dataclass

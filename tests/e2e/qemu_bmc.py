@@ -392,6 +392,16 @@ def make_whole_disk_image(directory: Path, disk_format: str,
     return converted, content
 
 
+def serve_copies(directory: Path, images: dict[str, Path]) -> Path:
+    """*directory* made with a sparse copy of each cached image under its name (the
+    cache stays as it is whatever the server's clients do); returns *directory*."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, cached in images.items():
+        subprocess.run(["cp", "--sparse=always", str(cached), str(directory / name)],
+                       check=True)
+    return directory
+
+
 class _ImageHandler(http.server.SimpleHTTPRequestHandler):
     """Files of one directory, asked for directly or through this server as a proxy.
 

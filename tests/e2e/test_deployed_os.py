@@ -28,9 +28,7 @@ boots the disk's MBR.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +38,7 @@ import pytest
 
 from tests import bootdisk
 from tests.e2e import ironic, qemu_bmc
-from tests.e2e.conftest import Ironic
+from tests.e2e.conftest import Ironic, vm_ironic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -56,17 +54,9 @@ def artefacts(e2e_artifacts: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ironic_os(tmp_path_factory: pytest.TempPathFactory, artefacts: Path) -> Iterator[Ironic]:
-    """Ironic's default require_tls=True, BIOS boot loader installs allowed;
-    callbacks may take a TCG boot's time."""
-    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600,
-                                     bios_bootloader_install=True)
-    service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-os"))
-    try:
-        yield Ironic(service, client)
-    finally:
-        service.stop()
-        with contextlib.suppress(OSError):
-            shutil.copyfile(service.log, artefacts / "ironic.log")
+    """BIOS boot loader installs allowed (the partition image's grub-install)."""
+    yield from vm_ironic(tmp_path_factory, artefacts, "ironic-os",
+                         bios_bootloader_install=True)
 
 
 def partitions(disk: Path) -> list[dict[str, Any]]:
@@ -74,6 +64,16 @@ def partitions(disk: Path) -> list[dict[str, Any]]:
     out = subprocess.run(["sfdisk", "--json", str(disk)], check=True, capture_output=True,
                          text=True).stdout
     return list(json.loads(out)["partitiontable"]["partitions"])
+
+
+def uefi_or_bios_node(ironic_os: Ironic, artefacts: Path, tmp_path: Path, firmware: str,
+                      ) -> tuple[qemu_bmc.QemuNode, qemu_bmc.NodeFlows]:
+    """A node booting tinyipa from the kernel under *firmware*, and its flows."""
+    kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
+    node = qemu_bmc.QemuNode(f"os-{firmware}", qemu_bmc.KernelMedia(kernel, initrd),
+                             ironic_os.service.api_port, tmp_path, artefacts,
+                             memory_mib=1024, firmware=firmware)
+    return node, qemu_bmc.NodeFlows(node, ironic_os.service, ironic_os.client)
 
 
 def make_available(flows: qemu_bmc.NodeFlows, boot_mode: str) -> str:
@@ -96,19 +96,13 @@ def report(flows: qemu_bmc.NodeFlows) -> None:
 @pytest.mark.timeout(2400)
 def test_deployed_images_boot_from_their_disk(ironic_os: Ironic, artefacts: Path,
                                               tmp_path: Path) -> None:
-    kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
-    served = tmp_path / "served"
-    served.mkdir()
-    partition = served / "partition.img"
-    whole_disk = served / "whole-disk.raw"
-    for cached, dest in ((bootdisk.partition_image(kernel), partition),
-                         (bootdisk.whole_disk_image(kernel), whole_disk)):
-        subprocess.run(["cp", "--sparse=always", str(cached), str(dest)], check=True)
-    node = qemu_bmc.QemuNode("os-uefi", qemu_bmc.KernelMedia(kernel, initrd),
-                             ironic_os.service.api_port, tmp_path, artefacts,
-                             memory_mib=1024, firmware="uefi")
+    kernel, _ = qemu_bmc.tinyipa_image(ironic.out_dir())
+    served = qemu_bmc.serve_copies(tmp_path / "served", {
+        "partition.img": bootdisk.partition_image(kernel),
+        "whole-disk.raw": bootdisk.whole_disk_image(kernel)})
+    partition, whole_disk = served / "partition.img", served / "whole-disk.raw"
+    node, flows = uefi_or_bios_node(ironic_os, artefacts, tmp_path, "uefi")
     client = ironic_os.client
-    flows = qemu_bmc.NodeFlows(node, ironic_os.service, client)
     try:
         with qemu_bmc.ImageServer(served) as server:
             uuid = make_available(flows, "uefi")
@@ -143,15 +137,11 @@ def test_deployed_images_boot_from_their_disk(ironic_os: Ironic, artefacts: Path
 @pytest.mark.timeout(1800)
 def test_bios_partition_image_boots_with_its_own_grub(ironic_os: Ironic, artefacts: Path,
                                                       tmp_path: Path) -> None:
-    kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
-    served = tmp_path / "served"
-    served.mkdir()
+    kernel, _ = qemu_bmc.tinyipa_image(ironic.out_dir())
+    served = qemu_bmc.serve_copies(tmp_path / "served", {
+        "partition-bios.qcow2": bootdisk.bios_partition_image(kernel)})
     image = served / "partition-bios.qcow2"
-    subprocess.run(["cp", str(bootdisk.bios_partition_image(kernel)), str(image)], check=True)
-    node = qemu_bmc.QemuNode("os-bios", qemu_bmc.KernelMedia(kernel, initrd),
-                             ironic_os.service.api_port, tmp_path, artefacts,
-                             memory_mib=1024, firmware="bios")
-    flows = qemu_bmc.NodeFlows(node, ironic_os.service, ironic_os.client)
+    node, flows = uefi_or_bios_node(ironic_os, artefacts, tmp_path, "bios")
     try:
         with qemu_bmc.ImageServer(served) as server:
             make_available(flows, "bios")

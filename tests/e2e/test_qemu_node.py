@@ -34,10 +34,8 @@ Each flow's wall time from the guest's start goes to
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +44,7 @@ import pytest
 
 from tests.boot.agent_checks import rescue_ssh
 from tests.e2e import ironic, qemu_bmc
-from tests.e2e.conftest import Ironic
+from tests.e2e.conftest import Ironic, vm_ironic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -83,15 +81,7 @@ def tinyipa() -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def ironic_vm(tmp_path_factory: pytest.TempPathFactory, artefacts: Path) -> Iterator[Ironic]:
-    """Ironic's default require_tls=True; callbacks may take a TCG boot's time."""
-    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600)
-    service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-vm"))
-    try:
-        yield Ironic(service, client)
-    finally:
-        service.stop()
-        with contextlib.suppress(OSError):
-            shutil.copyfile(service.log, artefacts / "ironic.log")
+    yield from vm_ironic(tmp_path_factory, artefacts, "ironic-vm")
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,18 @@ the other layouts are shown in tinyipa with the agent's API alone
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import bootdisk
 from tests.boot.qemu import Guest, GuestSpec
 from tests.e2e import ironic, qemu_bmc
-from tests.e2e.conftest import Ironic
+from tests.e2e.conftest import Ironic, vm_ironic
 from tests.raidtools import gpt_entries, mbr_entries, superblock
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
@@ -64,64 +64,76 @@ class FourDiskMedia(qemu_bmc.KernelMedia):
 @pytest.fixture(scope="module")
 def ironic_raid(tmp_path_factory: pytest.TempPathFactory, e2e_artifacts: Path
                 ) -> Iterator[Ironic]:
-    settings = ironic.IronicSettings(require_tls=True, callback_timeout=600,
-                                     bios_bootloader_install=True)
-    service, client = ironic.start_ironic(settings, tmp_path_factory.mktemp("ironic-raid"))
-    try:
-        yield Ironic(service, client)
-    finally:
-        service.stop()
-        with contextlib.suppress(OSError):
-            (e2e_artifacts / "qemu-raid").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(service.log, e2e_artifacts / "qemu-raid" / "ironic.log")
+    artefacts = e2e_artifacts / "qemu-raid"
+    artefacts.mkdir(parents=True, exist_ok=True)
+    yield from vm_ironic(tmp_path_factory, artefacts, "ironic-raid",
+                         bios_bootloader_install=True)
 
 
-def boot_without(disks: list[Path], missing: int, name: str, artefacts: Path) -> str:
-    """Boot the node's disks (SeaBIOS, no kernel or ISO) with member *missing* removed;
-    the console once the deployed OS's marker is on it. The disks are not changed."""
+def boot_without(disks: list[Path], missing: int, name: str, artefacts: Path, marker: str,
+                 firmware: str = "bios", nvram: Path | None = None) -> str:
+    """Boot the node's disks (no kernel or ISO) with member *missing* removed; the
+    console once *marker* is on it. The disks and *nvram* are not changed."""
     present = [d for n, d in enumerate(disks) if n != missing]
     args: list[str] = []
     for n, path in enumerate(present[1:], start=1):
         args += ["-drive", f"file={path},if=none,id=raid{n},format=raw,snapshot=on",
                  "-device", f"virtio-blk-pci,drive=raid{n},serial=raid-disk{n}"]
-    spec = GuestSpec(name=name, firmware="bios", memory_mib=512, disk_image=present[0],
-                     disk_size=qemu_bmc.DISK_SIZE, forward_ports=(), extra_args=tuple(args))
+    spec = GuestSpec(name=name, firmware=firmware, memory_mib=512, disk_image=present[0],
+                     disk_size=qemu_bmc.DISK_SIZE, forward_ports=(), extra_args=tuple(args),
+                     nvram=nvram)
     with Guest(spec) as guest:
         try:
-            guest.wait_for_console(bootdisk.MARKER + ".*" + bootdisk.BIOS_LAYOUT, timeout=600)
+            guest.wait_for_console(marker, timeout=600)
             return guest.console()
         finally:
             guest.stop()
             shutil.copyfile(guest.console_path, artefacts / f"{name}.console.log")
 
 
-@pytest.mark.timeout(2400)
-def test_raid_interface_agent_builds_software_raid(
-        ironic_raid: Ironic, e2e_artifacts: Path, tmp_path: Path) -> None:
+def four_disk_node(ironic_raid: Ironic, artefacts: Path, tmp_path: Path, name: str,
+                   firmware: str) -> tuple[qemu_bmc.QemuNode, qemu_bmc.NodeFlows, list[Path]]:
+    """A node booting tinyipa from the kernel with four sparse virtio disks, enrolled
+    with ``raid_interface=agent``, no automated cleaning and :data:`TARGET`."""
     kernel, initrd = qemu_bmc.tinyipa_image(ironic.out_dir())
-    extra = tuple(tmp_path / f"raid-disk{n}.img" for n in (1, 2, 3))
+    extra = tuple(tmp_path / f"{name}-disk{n}.img" for n in (1, 2, 3))
     for path in extra:
         with open(path, "wb") as f:
             f.truncate(qemu_bmc.DISK_SIZE)
     media = FourDiskMedia(kernel, initrd, extra_disks=extra)
-    node = qemu_bmc.QemuNode("vm-raid", media, ironic_raid.service.api_port, tmp_path,
-                             e2e_artifacts / "qemu-raid")
+    node = qemu_bmc.QemuNode(name, media, ironic_raid.service.api_port, tmp_path, artefacts,
+                             firmware=firmware)
     flows = qemu_bmc.NodeFlows(node, ironic_raid.service, ironic_raid.client)
-    client, service = ironic_raid.client, ironic_raid.service
-    disks = [node.disk, *extra]
-    try:
-        flows.enroll(management_interface="noop", automated_clean=False)
-        client.patch_node(node.uuid, raid_interface="agent")
-        client.call("PUT", f"/v1/nodes/{node.uuid}/states/raid", TARGET, ok=(204,))
+    client = ironic_raid.client
+    flows.enroll(management_interface="noop", automated_clean=False)
+    client.patch_node(node.uuid, raid_interface="agent", properties={
+        **client.node(node.uuid)["properties"], "capabilities": f"boot_mode:{firmware}"})
+    client.call("PUT", f"/v1/nodes/{node.uuid}/states/raid", TARGET, ok=(204,))
+    return node, flows, [node.disk, *extra]
 
-        created = qemu_bmc.drive(
-            node, service, client, "clean", {"manageable"}, wait_state="clean wait",
-            label="raid-create", clean_steps=[
-                {"interface": "raid", "step": "delete_configuration"},
-                {"interface": "raid", "step": "create_configuration"}]).node
-        assert created["last_error"] is None, created["last_error"]
-        assert created["raid_config"]["logical_disks"] == TARGET["logical_disks"]
-        assert "raid_level:1" in created["properties"].get("capabilities", "")
+
+def create_raid(node: qemu_bmc.QemuNode, ironic_raid: Ironic) -> dict[str, Any]:
+    """Manual cleaning: delete_configuration, create_configuration; the node after."""
+    created = qemu_bmc.drive(
+        node, ironic_raid.service, ironic_raid.client, "clean", {"manageable"},
+        wait_state="clean wait", label="raid-create", clean_steps=[
+            {"interface": "raid", "step": "delete_configuration"},
+            {"interface": "raid", "step": "create_configuration"}]).node
+    assert created["last_error"] is None, created["last_error"]
+    assert created["raid_config"]["logical_disks"] == TARGET["logical_disks"]
+    assert "raid_level:1" in created["properties"].get("capabilities", "")
+    return created
+
+
+@pytest.mark.timeout(2400)
+def test_raid_interface_agent_builds_software_raid(
+        ironic_raid: Ironic, e2e_artifacts: Path, tmp_path: Path) -> None:
+    kernel, _ = qemu_bmc.tinyipa_image(ironic.out_dir())
+    artefacts = e2e_artifacts / "qemu-raid"
+    node, flows, disks = four_disk_node(ironic_raid, artefacts, tmp_path, "vm-raid", "bios")
+    client, service = ironic_raid.client, ironic_raid.service
+    try:
+        create_raid(node, ironic_raid)
         for disk in disks:
             assert gpt_entries(disk) == [], disk  # BIOS, no disk_label: MBR members
             parts = mbr_entries(disk)
@@ -135,12 +147,9 @@ def test_raid_interface_agent_builds_software_raid(
         starts = {disk: [p[0] for p in mbr_entries(disk)] for disk in disks}
 
         # Deploy the BIOS partition image onto the RAID-1 root; boot it degraded.
-        served = tmp_path / "served"
-        served.mkdir()
+        served = qemu_bmc.serve_copies(tmp_path / "served", {
+            "partition-bios.qcow2": bootdisk.bios_partition_image(kernel)})
         image = served / "partition-bios.qcow2"
-        shutil.copyfile(bootdisk.bios_partition_image(kernel), image)
-        client.patch_node(node.uuid, properties={
-            **client.node(node.uuid)["properties"], "capabilities": "boot_mode:bios"})
         client.set_provision_state(node.uuid, "provide")
         client.wait_for_state(node.uuid, {"available"}, timeout=120)
         with qemu_bmc.ImageServer(served) as server:
@@ -148,10 +157,9 @@ def test_raid_interface_agent_builds_software_raid(
         for disk in disks:
             with open(disk, "rb") as f:
                 assert b"GRUB" in f.read(512), f"no GRUB in the MBR of {disk}"
-        artefacts = e2e_artifacts / "qemu-raid"
         for missing in (0, 1):
             console = boot_without(disks, missing, f"vm-raid-os-without-disk{missing}",
-                                   artefacts)
+                                   artefacts, bootdisk.MARKER + ".*" + bootdisk.BIOS_LAYOUT)
             assert bootdisk.BIOS_KERNEL_VERSION in console, console[-2000:]
 
         # Undeploy (no cleaning), then delete_configuration: no superblock is left.
@@ -167,6 +175,42 @@ def test_raid_interface_agent_builds_software_raid(
         for disk in disks:
             left = [start for start in starts[disk] if superblock(disk, start) is not None]
             assert left == [], f"md superblocks left on {disk} at {left}"
+    finally:
+        node.close()
+        flows.retire()
+
+
+@pytest.mark.timeout(2400)
+def test_uefi_raid_root_boots_from_any_member(ironic_raid: Ironic, e2e_artifacts: Path,
+                                              tmp_path: Path) -> None:
+    """UEFI: each member gets an ESP from create_configuration; the boot loader goes
+    onto their RAID-1 (metadata 1.0, a plain FAT on each member) with an NVRAM entry
+    per member, and the OS boots with the first or the second member removed."""
+    kernel, _ = qemu_bmc.tinyipa_image(ironic.out_dir())
+    artefacts = e2e_artifacts / "qemu-raid"
+    node, flows, disks = four_disk_node(ironic_raid, artefacts, tmp_path, "vm-raid-uefi",
+                                        "uefi")
+    client = ironic_raid.client
+    try:
+        create_raid(node, ironic_raid)
+        for n, disk in enumerate(disks):
+            assert [p[2] for p in gpt_entries(disk)] == [
+                f"uefi-holder-{n}", "raid-root", "raid-data"], disk
+        served = qemu_bmc.serve_copies(tmp_path / "served", {
+            "partition.img": bootdisk.partition_image(kernel)})
+        client.set_provision_state(node.uuid, "provide")
+        client.wait_for_state(node.uuid, {"available"}, timeout=120)
+        with qemu_bmc.ImageServer(served) as server:
+            flows.deploy(server, served / "partition.img", "raw", image_type="partition")
+        assert node.nvram is not None
+        variables = node.nvram.read_bytes()
+        for n in range(len(disks)):
+            assert f"(RAID, part{n})".encode("utf-16-le") in variables, n
+        for missing in (0, 1):
+            console = boot_without(disks, missing, f"vm-raid-uefi-os-without-disk{missing}",
+                                   artefacts, bootdisk.MARKER + ".*" + bootdisk.PARTITION_LAYOUT,
+                                   firmware="uefi", nvram=node.nvram)
+            assert "lean-ipa test OS: root is" in console, console[-2000:]
     finally:
         node.close()
         flows.retire()

@@ -45,3 +45,17 @@ def test_an_image_without_loaders_changes_nothing(tmp_path: Path) -> None:
     (tmp_path / "root/boot/grub").mkdir(parents=True)
     assert not bootloader.install_efi_files(str(tmp_path / "root"), str(esp), UUID, arch="x64")
     assert efi.list_esp(str(esp)) == []
+
+
+def test_an_esp_copied_file_by_file_onto_another(tmp_path: Path) -> None:
+    """A whole-disk image's ESP onto the RAIDed ESP of a software RAID root."""
+    source, dest = tmp_path / "image-esp.fat", tmp_path / "raid-esp.fat"
+    for path in (source, dest):
+        with open(path, "wb") as f:
+            f.truncate(64 << 20)
+        subprocess.run(["mkfs.vfat", "-F", "32", str(path)], check=True, capture_output=True)
+    files = {"/EFI/debian/shimx64.efi": b"MZ shim", "/EFI/debian/BOOTX64.CSV": b"csv",
+             "/EFI/BOOT/BOOTX64.EFI": b"MZ fallback"}
+    efi.write_esp_files(str(source), files)
+    assert efi.copy_esp(str(source), str(dest)) == 3
+    assert {p: efi.read_esp_file(str(dest), p) for p in files} == files

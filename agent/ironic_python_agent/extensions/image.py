@@ -52,6 +52,14 @@ class ImageExtension(base.BaseAgentExtension):
         if target_boot_mode == "uefi" and not uefi:
             LOG.info("Ironic asked for UEFI boot but the ramdisk booted BIOS; "
                      "no UEFI entries can be written from here")
+        if is_whole_disk_root(root_uuid) and (uefi or target_boot_mode == "uefi"):
+            device = self.device_finder()
+            if md.is_md_device(device):
+                try:
+                    self._raid_uefi(device, None, root_uuid, uefi)
+                except Exception as exc:
+                    _failed(exc, ignore, "Setting up the ESPs of the software RAID failed")
+                return
         if uefi and run.which("efibootmgr") and is_whole_disk_root(root_uuid):
             device = self.device_finder()
             try:
@@ -87,6 +95,9 @@ class ImageExtension(base.BaseAgentExtension):
                     bootloader.check_raid_capable(where, device)
                 bootloader.install_grub_in_chroot(where, disks, None, None)
             return
+        if md.is_md_device(device):
+            self._raid_uefi(device, root, root_uuid, uefi_firmware)
+            return
         if esp_uuid:
             esp_path, esp = bootloader.find_partition(device, esp_uuid, table)
         else:
@@ -113,6 +124,41 @@ class ImageExtension(base.BaseAgentExtension):
             LOG.info("No NVRAM entries from this ramdisk (%s); the firmware finds "
                      "EFI/BOOT on %s", "booted BIOS" if not uefi_firmware else "no efibootmgr",
                      esp_path)
+
+    def _raid_uefi(self, device: str, root: str | None, root_uuid: str | None,
+                   uefi_firmware: bool) -> None:
+        """UEFI on a software RAID root: the firmware cannot read an ESP inside the
+        array, so the boot files go onto the RAID-1 of the members' own ESPs
+        (metadata 1.0: each member reads as a plain FAT), and every member gets its
+        NVRAM entry. The files are the image's shim and GRUB when it carries them
+        (partition images), else the content of the ESP inside the image."""
+        from ironic_python_agent.hardware import raid
+
+        esp_md = raid.prepare_boot_partitions(device, "uefi")
+        assert esp_md is not None
+        bootloader.format_esp(esp_md)
+        copied = False
+        if root is not None and root_uuid:
+            with bootloader.mounted(root) as where:
+                copied = bootloader.install_efi_files(where, esp_md, root_uuid)
+        if not copied:
+            table = partition_table.read_partition_table(device)
+            inner = efi.find_esp(table) if table else None
+            if inner is None or table is None:
+                raise errors.InvalidImage(
+                    f"The image on the software RAID {device} has neither EFI boot loaders "
+                    "to copy (shim/GRUB in its root) nor an EFI system partition")
+            count = efi.copy_esp(efi.esp_image(device, table, inner), esp_md)
+            LOG.info("Copied %d files of the image's ESP to the RAIDed ESP %s", count, esp_md)
+        run.run(["sync"], check=False, timeout=120)
+        if not (uefi_firmware and run.which("efibootmgr")):
+            LOG.info("No NVRAM entries from this ramdisk; the firmware finds EFI/BOOT on "
+                     "the ESP of each member of %s", esp_md)
+            return
+        for n, disk in enumerate(md.get_holder_disks(device)):
+            # read the member's ESP as the array wrote it, not what its cache holds
+            run.run(["blockdev", "--flushbufs", disk], check=False, timeout=60)
+            efi.manage_uefi(disk, None, label_suffix=f"(RAID, part{n})")
 
 
 def _failed(exc: Exception, ignore: bool, what: str) -> None:

@@ -28,7 +28,6 @@ The tap must be opened in its own namespace (:func:`open_tap` through
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import selectors
@@ -223,9 +222,13 @@ class VlanSwitch:
             if vlan_id(frame) != self.vlan_id:
                 self.dropped[port] += 1
                 continue
-            with contextlib.suppress(OSError):  # the tap is down: the frame is lost
+            # Counted before the write: the frame can reach its receiver (a test that
+            # then reads the counters) before this thread runs again.
+            self.forwarded[port] += 1
+            try:
                 os.write(self.tap, untag(frame))
-                self.forwarded[port] += 1
+            except OSError:  # the tap is down: the frame is lost
+                self.forwarded[port] -= 1
 
     def _from_tap(self) -> None:
         try:
